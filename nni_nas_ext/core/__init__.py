@@ -1,0 +1,26 @@
+"""The pure architecture core: no ``nni``, no files.
+
+* :mod:`.architecture` -- frozen architecture values, validation with shape inference, (de)serialisation;
+* :mod:`.builder` -- ``torch.nn.Module`` from an architecture, with node-derived parameter names;
+* :mod:`.morphisms` -- function-preserving operators and their weight transformations;
+* :mod:`.preservation` -- measure the output difference between a parent and a child.
+"""
+
+from __future__ import annotations
+
+from .architecture import INPUT, OPS, Architecture, GraphBuilder, Lineage, Node, Step
+from .builder import ArchitectureModule, activation_moments, build_module, state_key
+from .errors import ArchitectureError, MorphismError
+from .morphisms import (
+    MORPHISMS, AddSkip, Branch, ConcatSkip, Deepen, Morphism, MorphismResult, WeightTransform, Widen, WidenKernel,
+    create_morphism, list_morphisms, random_chain, replay,
+)
+from .preservation import PreservationError, max_output_difference, preservation_error
+
+__all__ = [
+    "INPUT", "MORPHISMS", "OPS", "AddSkip", "Architecture", "ArchitectureError", "ArchitectureModule", "Branch",
+    "ConcatSkip", "Deepen", "GraphBuilder", "Lineage", "Morphism", "MorphismError", "MorphismResult", "Node",
+    "PreservationError", "Step", "WeightTransform", "Widen", "WidenKernel", "activation_moments",
+    "build_module", "create_morphism", "list_morphisms", "max_output_difference", "preservation_error",
+    "random_chain", "replay", "state_key",
+]

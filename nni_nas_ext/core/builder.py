@@ -1,0 +1,140 @@
+"""Build a ``torch.nn.Module`` from an :class:`~nni_nas_ext.core.architecture.Architecture`.
+
+Parameter names follow the node ids: the parameters of node ``conv3`` are ``layers.conv3.weight`` and
+``layers.conv3.bias``, so the state_dict keys of a child follow from its parent's (a morphism keeps the
+ids of the nodes it does not add). :func:`state_key` spells that rule out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .architecture import INPUT, Architecture, Node
+
+__all__ = ["ArchitectureModule", "activation_moments", "build_module", "state_key"]
+
+StateDict = Mapping[str, Tensor]
+
+
+def state_key(node_id: str, name: str) -> str:
+    """The state_dict key of parameter or buffer ``name`` (``weight``, ``running_mean``...) of a node."""
+    return f"layers.{node_id}.{name}"
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial dimensions: ``(N, C, H, W) -> (N, C)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class WeightedSum(nn.Module):
+    """``sum_i weights[i] * inputs[i]`` (a plain sum when every weight is 1)."""
+
+    def __init__(self, weights: Sequence[float] | None) -> None:
+        super().__init__()
+        self.weights = None if weights is None or all(w == 1.0 for w in weights) else [float(w) for w in weights]
+
+    def forward(self, inputs: list[Tensor]) -> Tensor:
+        if self.weights is None:
+            out = inputs[0]
+            for x in inputs[1:]:
+                out = out + x
+            return out
+        out = inputs[0] * self.weights[0]
+        for w, x in zip(self.weights[1:], inputs[1:]):
+            out = out + x * w
+        return out
+
+
+class Concat(nn.Module):
+    """Concatenation along channels (or features)."""
+
+    def forward(self, inputs: list[Tensor]) -> Tensor:
+        return torch.cat(inputs, dim=1)
+
+
+def _make_layer(arch: Architecture, node: Node) -> nn.Module:
+    a = node.attrs
+    in_shape = arch.shape(node.inputs[0])
+    if node.op == "conv":
+        return nn.Conv2d(in_shape[0], a["out_channels"], a["kernel"], stride=a["stride"], padding=a["padding"],
+                         groups=a["groups"], bias=a["bias"])
+    if node.op == "bn":
+        return nn.BatchNorm2d(in_shape[0]) if len(in_shape) == 3 else nn.BatchNorm1d(in_shape[0])
+    if node.op == "relu":
+        return nn.ReLU()
+    if node.op == "maxpool":
+        return nn.MaxPool2d(a["kernel"], a["stride"], a["padding"])
+    if node.op == "avgpool":
+        return nn.AvgPool2d(a["kernel"], a["stride"], a["padding"])
+    if node.op == "gap":
+        return GlobalAvgPool()
+    if node.op == "linear":
+        return nn.Linear(in_shape[0], a["out_features"], bias=a["bias"])
+    if node.op == "dropout":
+        return nn.Dropout(a["p"])
+    if node.op == "add":
+        return WeightedSum(a["weights"])
+    if node.op == "concat":
+        return Concat()
+    raise AssertionError(f"unhandled op {node.op!r}")  # Architecture validation rules this out
+
+
+class ArchitectureModule(nn.Module):
+    """The module of an architecture: one submodule per node in ``self.layers``, keyed by node id."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.architecture = arch
+        self.layers = nn.ModuleDict({nid: _make_layer(arch, arch.node(nid)) for nid in arch.topological_order})
+        self._plan: list[tuple[str, tuple[str, ...], bool]] = [
+            (nid, arch.node(nid).inputs, arch.node(nid).op in ("add", "concat")) for nid in arch.topological_order
+        ]
+        self._output = arch.output
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_nodes(x, (self._output,))[self._output]
+
+    def forward_nodes(self, x: Tensor, nodes: Sequence[str]) -> dict[str, Tensor]:
+        """Run the network and return the outputs of the named nodes (``"input"`` allowed)."""
+        wanted = set(nodes)
+        env: dict[str, Tensor] = {INPUT: x}
+        out = {INPUT: x} if INPUT in wanted else {}
+        for nid, inputs, merge in self._plan:
+            layer = self.layers[nid]
+            env[nid] = layer([env[i] for i in inputs]) if merge else layer(env[inputs[0]])
+            if nid in wanted:
+                out[nid] = env[nid]
+                if len(out) == len(wanted):
+                    break
+        return out
+
+
+def build_module(arch: Architecture, state_dict: StateDict | None = None) -> ArchitectureModule:
+    """Build the module of ``arch``, loading ``state_dict`` (strictly) if given."""
+    module = ArchitectureModule(arch)
+    if state_dict is not None:
+        module.load_state_dict(state_dict, strict=True)
+    return module
+
+
+@torch.no_grad()
+def activation_moments(arch: Architecture, state_dict: StateDict, batch: Tensor,
+                       nodes: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per-channel mean and (biased) variance of the named nodes' outputs on a calibration batch.
+
+    The network runs in eval mode. For ``(N, C, H, W)`` outputs the statistics are over N, H and W,
+    as BatchNorm computes them; for ``(N, F)`` over N.
+    """
+    module = build_module(arch, state_dict).eval()
+    acts = module.forward_nodes(batch, nodes)
+    out = {}
+    for nid in nodes:
+        a = acts[nid].double()
+        dims = (0, 2, 3) if a.dim() == 4 else (0,)
+        out[nid] = (a.mean(dim=dims), a.var(dim=dims, unbiased=False))
+    return out
