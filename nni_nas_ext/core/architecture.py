@@ -468,15 +468,16 @@ class Architecture:
 
     def ancestors(self, node_id: str) -> frozenset[str]:
         """Every node (and ``"input"``) the node depends on, itself excluded."""
-        seen: set[str] = set()
-        stack = list(self.node(node_id).inputs)
-        while stack:
-            nid = stack.pop()
-            if nid not in seen:
-                seen.add(nid)
-                if nid != INPUT:
-                    stack.extend(self._by_id[nid].inputs)  # type: ignore[attr-defined]
-        return frozenset(seen)
+        table = self.__dict__.get("_ancestors")
+        if table is None:  # computed once for all nodes, in topological order
+            table = {INPUT: frozenset()}
+            for nid in self._order:  # type: ignore[attr-defined]
+                inputs = self._by_id[nid].inputs  # type: ignore[attr-defined]
+                table[nid] = frozenset(inputs).union(*(table[i] for i in inputs))
+            object.__setattr__(self, "_ancestors", table)
+        if node_id not in table:
+            self.node(node_id)  # raises the KeyError that names the known ids
+        return table[node_id]
 
     def in_channels(self, node_id: str) -> int:
         """Channels (or features) of a single-input node's input."""

@@ -123,14 +123,26 @@ def build_module(arch: Architecture, state_dict: StateDict | None = None) -> Arc
 
 
 @torch.no_grad()
-def activation_moments(arch: Architecture, state_dict: StateDict, batch: Tensor,
-                       nodes: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
+def activation_moments(arch: Architecture, state_dict: StateDict, batch: Tensor, nodes: Sequence[str], *,
+                       batchnorm: str = "train") -> dict[str, tuple[Tensor, Tensor]]:
     """Per-channel mean and (biased) variance of the named nodes' outputs on a calibration batch.
 
-    The network runs in eval mode. For ``(N, C, H, W)`` outputs the statistics are over N, H and W,
-    as BatchNorm computes them; for ``(N, F)`` over N.
+    With ``batchnorm="train"`` (the default) the network's BatchNorm layers normalise with the batch's
+    own statistics, as they do during training, which is where an inserted layer must look like an
+    identity first; ``"eval"`` uses their running statistics. Dropout is off either way, and
+    ``state_dict`` is not changed. For ``(N, C, H, W)`` outputs the statistics are over N, H and W, as
+    BatchNorm computes them; for ``(N, F)`` over N.
     """
-    module = build_module(arch, state_dict).eval()
+    if batchnorm not in ("train", "eval"):
+        raise ValueError(f"batchnorm must be 'train' or 'eval', but got {batchnorm!r}")
+    if batch.dim() != 4 or tuple(batch.shape[1:]) != tuple(arch.input_shape) or batch.shape[0] < 2:
+        raise ValueError(f"the calibration batch must have shape (N >= 2, {', '.join(map(str, arch.input_shape))}), "
+                         f"but got {tuple(batch.shape)}")
+    module = build_module(arch, state_dict).eval()  # load_state_dict copies: the caller's tensors stay as they are
+    if batchnorm == "train":
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
     acts = module.forward_nodes(batch, nodes)
     out = {}
     for nid in nodes:
