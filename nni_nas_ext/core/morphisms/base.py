@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from ..architecture import Architecture, Lineage, Node, Step
 from ..errors import MorphismError
 
-__all__ = ["Morphism", "MorphismResult", "Site", "StateDict", "WeightTransform", "insert_after", "rewire"]
+__all__ = ["Morphism", "MorphismResult", "Site", "StateDict", "WeightTransform", "check_noise_mode", "insert_after", "rewire", "symmetry_noise"]
 
 StateDict = Mapping[str, Tensor]
 Site = Mapping[str, Any]
@@ -162,3 +163,18 @@ def insert_after(nodes: Sequence[Node], anchor: str, new_nodes: Sequence[Node]) 
     at = 0 if anchor == "input" else next(i for i, n in enumerate(out) if n.id == anchor) + 1
     out[at:at] = list(new_nodes)
     return out
+
+
+def check_noise_mode(owner: str, mode: str, noise: float) -> None:
+    """Validate the ``mode``/``noise`` pair of a morphism that can break symmetry with noise."""
+    if mode not in ("exact", "noise"):
+        raise ValueError(f"{owner}: mode must be 'exact' or 'noise', but got {mode!r}")
+    if not noise >= 0:
+        raise ValueError(f"{owner}: noise must be >= 0, but got {noise!r}")
+
+
+def symmetry_noise(reference: Tensor, shape: Sequence[int], scale: float, seed: int) -> Tensor:
+    """``N(0, (scale * std(reference))^2)`` noise of ``shape``, reproducible from ``seed`` (EAS, sec. 3.1)."""
+    std = float(reference.double().std()) if reference.numel() > 1 else 0.0
+    gen = torch.Generator().manual_seed(int(seed))
+    return (torch.randn(tuple(shape), generator=gen, dtype=torch.float64) * scale * std).to(reference.dtype)

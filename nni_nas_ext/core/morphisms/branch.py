@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from ..architecture import Architecture, Node, Step
 from ..builder import state_key
-from .base import Morphism, Site, StateDict, WeightTransform, insert_after, rewire
+from .base import Morphism, Site, StateDict, WeightTransform, check_noise_mode, insert_after, rewire, symmetry_noise
 
 __all__ = ["Branch"]
 
@@ -39,10 +38,7 @@ class Branch(Morphism):
     name = "branch"
 
     def __post_init__(self) -> None:
-        if self.mode not in ("exact", "noise"):
-            raise ValueError(f"Branch: mode must be 'exact' or 'noise', but got {self.mode!r}")
-        if not self.noise >= 0:
-            raise ValueError(f"Branch: noise must be >= 0, but got {self.noise!r}")
+        check_noise_mode("Branch", self.mode, self.noise)
 
     def candidates(self, arch: Architecture) -> list[Site]:
         return [{"node": n.id} for n in arch.nodes if n.op in ("conv", "linear")]
@@ -80,10 +76,7 @@ class Branch(Morphism):
                     new[state_key(copy_id, name)] = state[key].clone()
             if noise > 0:
                 key = state_key(copy_id, "weight")
-                w = new[key]
-                gen = torch.Generator().manual_seed(seed)
-                std = float(w.float().std()) if w.numel() > 1 else 0.0
-                new[key] = w + (torch.randn(w.shape, generator=gen, dtype=torch.float64) * noise * std).to(w.dtype)
+                new[key] = new[key] + symmetry_noise(new[key], new[key].shape, noise, seed)
             return new
 
         return child, WeightTransform(transform, description=step.describe())

@@ -22,13 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from ..architecture import Architecture, Step
 from ..builder import state_key
 from ..errors import MorphismError
-from .base import Morphism, Site, StateDict, WeightTransform
+from .base import Morphism, Site, StateDict, WeightTransform, check_noise_mode, symmetry_noise
 from .channels import NotApplicable, plan_channels
 
 __all__ = ["WIDTHS", "Widen", "next_width"]
@@ -66,10 +65,7 @@ class Widen(Morphism):
     name = "widen"
 
     def __post_init__(self) -> None:
-        if self.mode not in ("exact", "noise"):
-            raise ValueError(f"Widen: mode must be 'exact' or 'noise', but got {self.mode!r}")
-        if not self.noise >= 0:
-            raise ValueError(f"Widen: noise must be >= 0, but got {self.noise!r}")
+        check_noise_mode("Widen", self.mode, self.noise)
         if list(self.widths) != sorted(set(self.widths)) or not self.widths or self.widths[0] < 1:
             raise ValueError(f"Widen: widths must be increasing positive integers, but got {self.widths!r}")
 
@@ -115,12 +111,8 @@ class Widen(Morphism):
             new = plan.transform(state)
             if noise > 0:
                 key = state_key(nid, "weight")
-                w_old = state[key]
-                gen = torch.Generator().manual_seed(int(seed or 0))
-                std = float(w_old.float().std()) if w_old.numel() > 1 else 0.0
-                extra = torch.randn((width - n, *w_old.shape[1:]), generator=gen, dtype=torch.float64)
                 w = new[key].clone()
-                w[n:] += (extra * noise * std).to(w.dtype)
+                w[n:] += symmetry_noise(state[key], w[n:].shape, noise, int(seed or 0))
                 new[key] = w
             return new
 
