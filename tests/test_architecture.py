@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from _archgen import random_architecture
+from _archgen import random_architecture, random_batch, random_state
 
 from nni_nas_ext.core import Architecture, ArchitectureError, GraphBuilder, build_module, state_key
+from nni_nas_ext.core.builder import functional_forward
 from nni_nas_ext.search_spaces import create_seed, nash_seed, plain_cnn
 
 
@@ -210,6 +211,29 @@ def test_module_runs_and_captures_nodes() -> None:
     assert acts["relu1"].shape == (4, 8, 8, 8) and torch.equal(acts["linear1"], module(x))
 
 
+@pytest.mark.parametrize("seed", range(25))
+def test_functional_forward_matches_the_module(seed: int) -> None:
+    """The calibration pass of deepen computes without modules; it must compute what the module does."""
+    arch = random_architecture(np.random.default_rng(seed))
+    state, x = random_state(arch, seed), random_batch(arch, seed)
+    before = {k: v.clone() for k, v in state.items()}
+    inner = [n.id for n in arch.nodes][len(arch.nodes) // 2]
+    module = build_module(arch, state)
+    for mode in ("eval", "train"):
+        module.train(mode == "train")
+        for m in module.modules():  # dropout off in both modes, as functional_forward has it
+            if isinstance(m, torch.nn.Dropout):
+                m.eval()
+        with torch.no_grad():
+            want = module.forward_nodes(x, [inner, arch.output])
+        got = functional_forward(arch, state, x, [inner, arch.output], batchnorm=mode)
+        for nid in (inner, arch.output):  # float32 rounding (channels-last convolutions), relative to scale
+            scale = want[nid].abs().max().item()
+            assert (got[nid] - want[nid]).abs().max().item() <= 1e-5 * max(scale, 1e-3), (mode, nid)
+    # the running statistics are not touched (the module's copies changed in train mode, not these)
+    assert all(torch.equal(state[k], v) for k, v in before.items())
+
+
 def test_seeds() -> None:
     assert plain_cnn(20).num_parameters() > 0
     assert sum(n.op in ("conv", "linear") for n in plain_cnn(60).nodes) == 60
@@ -218,3 +242,11 @@ def test_seeds() -> None:
         create_seed("nahs")
     with pytest.raises(ValueError, match="depth must be an integer >= 2"):
         plain_cnn(1)
+
+
+def test_macs_count_convolutions_and_linear_layers() -> None:
+    g = GraphBuilder((3, 8, 8), 10)
+    x = g.conv(g.input, 4, 3)              # 4*8*8 outputs x 3*9 MACs
+    x = g.conv(x, 4, 3, groups=4)          # depthwise: 4*8*8 x 1*9
+    arch = g.build(g.linear(g.gap(x), 10))  # 10 x 4
+    assert arch.num_macs() == 4 * 64 * 27 + 4 * 64 * 9 + 40

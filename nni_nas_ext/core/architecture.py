@@ -57,7 +57,7 @@ FORMAT_VERSION = 1
 Shape = tuple[int, ...]
 JsonValue = Union[None, bool, int, float, str, list, dict]
 
-_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _REQUIRED = object()
 
 
@@ -127,8 +127,42 @@ def _canonical(value: Any) -> str:
 
 
 def _freeze_json(value: Any) -> Any:
-    """Deep-copy a JSON value so that the copy can't be changed through the caller's reference."""
-    return json.loads(json.dumps(value))
+    """Deep-copy a JSON value so that the copy can't be changed through the caller's reference.
+
+    Raises TypeError for anything that is not plain JSON (object keys must be strings: json.dumps would
+    otherwise turn ``1`` into ``"1"`` silently) and ValueError for NaN, infinities and circular values.
+    """
+    _require_string_keys(value)
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+def _require_string_keys(value: Any, depth: int = 0) -> None:
+    if depth > 64:
+        raise ValueError("nested more than 64 levels deep")
+    if isinstance(value, Mapping):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"object keys must be strings, found {bad[0]!r}")
+        for item in value.values():
+            _require_string_keys(item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _require_string_keys(item, depth + 1)
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number (not a bool) that converts to a finite float; huge integers are not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _key_names(keys: Any) -> list[str]:
+    """Sorted printable names of mapping keys of any type (for error messages)."""
+    return sorted(repr(k) if not isinstance(k, str) else k for k in keys)
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,7 +224,7 @@ class Step:
             raise ArchitectureError(None, f"a {where} must be a JSON object", repr(type(data).__name__))
         extra = set(data) - {"op", "site", "params"}
         if extra:
-            raise ArchitectureError(None, f"a {where} has keys op, site, params", f"extra keys {sorted(extra)}")
+            raise ArchitectureError(None, f"a {where} has keys op, site, params", f"extra keys {_key_names(extra)}")
         op, site, params = data.get("op"), data.get("site"), data.get("params", {})
         if not isinstance(op, str):
             raise ArchitectureError(None, f"a {where}'s 'op' must be a string", repr(op))
@@ -251,15 +285,14 @@ def _check_attr(node_id: str, op: str, name: str, spec: _Attr, value: Any) -> An
             raise ArchitectureError(node_id, f"{op} attribute {name!r} must be true or false", repr(value))
         return value
     if spec.kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not _finite(value):
             raise ArchitectureError(node_id, f"{op} attribute {name!r} must be a finite number", repr(value))
         if spec.minimum is not None and value < spec.minimum or spec.maximum is not None and value >= spec.maximum:
             raise ArchitectureError(
                 node_id, f"{op} attribute {name!r} must lie in [{spec.minimum}, {spec.maximum})", repr(value))
         return float(value)
     # floats: a list of finite numbers
-    if not isinstance(value, (list, tuple)) or not all(
-            not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) for v in value):
+    if not isinstance(value, (list, tuple)) or not all(_finite(v) for v in value):
         raise ArchitectureError(node_id, f"{op} attribute {name!r} must be a list of finite numbers", repr(value))
     return tuple(float(v) for v in value)
 
@@ -268,14 +301,14 @@ def _parse_node(data: Any, index: int) -> Node:
     if not isinstance(data, Mapping):
         raise ArchitectureError(None, f"nodes[{index}] must be a JSON object", repr(data)[:100])
     node_id = data.get("id")
-    if not isinstance(node_id, str) or not _ID_PATTERN.match(node_id):
+    if not isinstance(node_id, str) or not _ID_PATTERN.fullmatch(node_id):
         raise ArchitectureError(
             None, f"nodes[{index}] needs an 'id' matching {_ID_PATTERN.pattern} (a valid module name)",
             repr(node_id)[:100])
     if node_id == INPUT:
         raise ArchitectureError(node_id, f"the id {INPUT!r} is reserved for the graph input", "it on a node")
     op = data.get("op")
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:
         raise ArchitectureError(node_id, f"'op' must be one of {sorted(OPS)}", repr(op)[:100])
     spec = OPS[op]
     inputs = data.get("inputs")
@@ -288,7 +321,7 @@ def _parse_node(data: Any, index: int) -> Node:
     unknown = set(data) - {"id", "op", "inputs"} - set(spec.attrs)
     if unknown:
         raise ArchitectureError(
-            node_id, f"{op} has attributes {sorted(spec.attrs) or 'none'}", f"unknown {sorted(unknown)}")
+            node_id, f"{op} has attributes {sorted(spec.attrs) or 'none'}", f"unknown {_key_names(unknown)}")
     attrs: dict[str, Any] = {}
     for name, attr in spec.attrs.items():
         if name in data and data[name] is not None:
@@ -497,6 +530,17 @@ class Architecture:
                 total += 2 * self.shape(node.id)[0]
         return total
 
+    def num_macs(self) -> int:
+        """Multiply-accumulates of one forward pass of one example (convolutions and linear layers)."""
+        total = 0
+        for node in self.nodes:
+            if node.op == "conv":
+                c_out, h, w = self.shape(node.id)
+                total += c_out * h * w * (self.in_channels(node.id) // node["groups"]) * node["kernel"] ** 2
+            elif node.op == "linear":
+                total += node["out_features"] * self.in_channels(node.id)
+        return total
+
     def fresh_id(self, prefix: str, taken: Iterable[str] = ()) -> str:
         """The first id ``prefix<N>`` (N = 1, 2, ...) used neither here nor in ``taken``."""
         used = set(self._by_id) | set(taken)  # type: ignore[attr-defined]
@@ -564,7 +608,7 @@ class Architecture:
         extra = set(data) - allowed
         if extra:
             raise ArchitectureError(None, f"an architecture has keys {sorted(allowed)}",
-                                    f"unknown keys {sorted(map(str, extra))}")
+                                    f"unknown keys {_key_names(extra)}")
         missing = {"input_shape", "num_classes", "nodes", "output"} - set(data)
         if missing:
             raise ArchitectureError(None, "an architecture needs input_shape, num_classes, nodes and output",
@@ -586,10 +630,12 @@ class Architecture:
 
     @classmethod
     def from_json(cls, text: str) -> Architecture:
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise ArchitectureError(None, "from_json takes a JSON string", type(text).__name__)
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArchitectureError(None, "an architecture must be valid JSON", str(exc)) from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, 4300-digit integer limit, deep nesting
+            raise ArchitectureError(None, "an architecture must be valid JSON", str(exc)[:200]) from None
         return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:

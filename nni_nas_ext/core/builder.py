@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .architecture import INPUT, Architecture, Node
 
-__all__ = ["ArchitectureModule", "activation_moments", "build_module", "state_key"]
+__all__ = ["ArchitectureModule", "activation_moments", "build_module", "functional_forward", "state_key"]
 
 StateDict = Mapping[str, Tensor]
 
@@ -90,9 +91,10 @@ class ArchitectureModule(nn.Module):
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         self.architecture = arch
-        self.layers = nn.ModuleDict({nid: _make_layer(arch, arch.node(nid)) for nid in arch.topological_order})
+        order = arch.topological_order
+        self.layers = nn.ModuleDict({nid: _make_layer(arch, arch.node(nid)) for nid in order})
         self._plan: list[tuple[str, tuple[str, ...], bool]] = [
-            (nid, arch.node(nid).inputs, arch.node(nid).op in ("add", "concat")) for nid in arch.topological_order
+            (nid, arch.node(nid).inputs, arch.node(nid).op in ("add", "concat")) for nid in order
         ]
         self._output = arch.output
 
@@ -122,6 +124,65 @@ def build_module(arch: Architecture, state_dict: StateDict | None = None) -> Arc
     return module
 
 
+def _functional_layer(arch: Architecture, node: Node, state: StateDict, xs: list[Tensor], bn_train: bool) -> Tensor:
+    a = node.attrs
+
+    def p(name: str) -> Tensor | None:
+        return state.get(state_key(node.id, name))
+
+    x = xs[0]
+    if node.op == "conv":
+        return F.conv2d(x, p("weight"), p("bias"), a["stride"], a["padding"], 1, a["groups"])
+    if node.op == "bn":  # eps and momentum as nn.BatchNorm*d's defaults, which _make_layer uses
+        if bn_train:  # batch statistics; no running statistics passed, so none is updated
+            return F.batch_norm(x, None, None, p("weight"), p("bias"), True, 0.1, 1e-5)
+        return F.batch_norm(x, p("running_mean"), p("running_var"), p("weight"), p("bias"), False, 0.1, 1e-5)
+    if node.op == "relu":
+        return F.relu(x)
+    if node.op == "maxpool":
+        return F.max_pool2d(x, a["kernel"], a["stride"], a["padding"])
+    if node.op == "avgpool":
+        return F.avg_pool2d(x, a["kernel"], a["stride"], a["padding"])
+    if node.op == "gap":
+        return x.mean(dim=(2, 3))
+    if node.op == "linear":
+        return F.linear(x, p("weight"), p("bias"))
+    if node.op == "dropout":  # off, as in eval mode
+        return x
+    if node.op == "add":
+        weights = a["weights"] or (1.0,) * len(xs)
+        out = xs[0] * weights[0] if weights[0] != 1.0 else xs[0]
+        for w, y in zip(weights[1:], xs[1:]):
+            out = out + (y * w if w != 1.0 else y)
+        return out
+    if node.op == "concat":
+        return torch.cat(xs, dim=1)
+    raise AssertionError(f"unhandled op {node.op!r}")
+
+
+@torch.no_grad()
+def functional_forward(arch: Architecture, state_dict: StateDict, x: Tensor, nodes: Sequence[str], *,
+                       batchnorm: str = "eval") -> dict[str, Tensor]:
+    """The outputs of the named nodes, computed straight from ``state_dict`` without building modules.
+
+    Only the named nodes and what they depend on are computed; dropout is off; BatchNorm uses the batch's
+    statistics (``batchnorm="train"``, running statistics left unchanged) or the running ones
+    (``"eval"``). Gives what :class:`ArchitectureModule` computes (a test holds them equal) at a fraction
+    of the cost of building one: the calibration pass of a deepening runs here.
+    """
+    if batchnorm not in ("train", "eval"):
+        raise ValueError(f"batchnorm must be 'train' or 'eval', but got {batchnorm!r}")
+    wanted = set(nodes)
+    keep = wanted.union(*(arch.ancestors(n) for n in wanted))
+    # Channels-last runs these convolutions about 1.5x faster on CPU; values do not depend on the layout.
+    env: dict[str, Tensor] = {INPUT: x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x}
+    for nid in arch.topological_order:
+        if nid in keep:
+            node = arch.node(nid)
+            env[nid] = _functional_layer(arch, node, state_dict, [env[i] for i in node.inputs], batchnorm == "train")
+    return {nid: env[nid] for nid in nodes}
+
+
 @torch.no_grad()
 def activation_moments(arch: Architecture, state_dict: StateDict, batch: Tensor, nodes: Sequence[str], *,
                        batchnorm: str = "train") -> dict[str, tuple[Tensor, Tensor]]:
@@ -138,12 +199,7 @@ def activation_moments(arch: Architecture, state_dict: StateDict, batch: Tensor,
     if batch.dim() != 4 or tuple(batch.shape[1:]) != tuple(arch.input_shape) or batch.shape[0] < 2:
         raise ValueError(f"the calibration batch must have shape (N >= 2, {', '.join(map(str, arch.input_shape))}), "
                          f"but got {tuple(batch.shape)}")
-    module = build_module(arch, state_dict).eval()  # load_state_dict copies: the caller's tensors stay as they are
-    if batchnorm == "train":
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train()
-    acts = module.forward_nodes(batch, nodes)
+    acts = functional_forward(arch, state_dict, batch, nodes, batchnorm=batchnorm)
     out = {}
     for nid in nodes:
         a = acts[nid].double()
