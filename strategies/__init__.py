@@ -1,0 +1,3 @@
+"""Network-transformation search strategies: NASH hill climbing, EAS, FNA (``nni_nas_ext.strategies``)."""
+
+from __future__ import annotations
