@@ -1,0 +1,206 @@
+"""A checkpoint store keyed by candidate id: where a trial leaves its weights for its children.
+
+Every trained candidate (an architecture together with the weights one trial gave it) has an id made by
+the strategy, ``f"{architecture.id}-{serial:04d}"`` (e.g. ``0123456789abcdef-0003``). Its checkpoint
+``<root>/<id>.pt`` holds the architecture's JSON, its ``state_dict`` and a small JSON ``meta`` dict (for
+example the validation accuracy it reached).
+
+* Writes are atomic: the file is written to a temporary file in the same folder, flushed to disk, and
+  moved over the target with ``os.replace``; a reader sees the old checkpoint or the new one whole, never
+  a partial file, and the temporary file is removed when writing fails.
+* Reads use ``torch.load(weights_only=True)``: a file holding anything but tensors and plain containers
+  is refused (no code in it can run).
+* Ids that are not plain file names (path separators, ``.``/``..``, control characters, empty, longer
+  than 128 characters) are refused, so that no id can reach outside the store.
+
+Every failure is a :class:`CheckpointError` that names the id or the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nni_nas_ext.core import Architecture
+
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "CheckpointStore"]
+
+#: Version of the payload layout, stored in every checkpoint.
+CHECKPOINT_FORMAT = 1
+_SUFFIX = ".pt"
+_MAX_ID = 128
+_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{_MAX_ID - 1}}}")
+_LISTED = 10  # ids named when a checkpoint is missing
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or unreadable, or its id or contents are not allowed."""
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """An architecture, its trained weights, and a small JSON-able ``meta`` dict."""
+
+    architecture: Architecture
+    state_dict: dict[str, Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_id(candidate_id: object) -> str:
+    if not isinstance(candidate_id, str) or not _ID.fullmatch(candidate_id) or ".." in candidate_id:
+        raise CheckpointError(
+            f"checkpoint id {candidate_id!r} is not allowed: use 1-{_MAX_ID} letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit, without '..' (candidate ids look like '0123456789abcdef-0003')")
+    return candidate_id
+
+
+class CheckpointStore:
+    """Checkpoints as ``<root>/<candidate id>.pt``.
+
+    Parameters
+    ----------
+    root
+        An absolute folder; created on the first :meth:`save`.
+
+    Raises
+    ------
+    CheckpointError
+        If ``root`` is not absolute (a relative path would depend on each trial's working directory).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        path = Path(root)
+        if not path.is_absolute():
+            raise CheckpointError(f"the checkpoint store needs an absolute path, but got {os.fspath(root)!r}; "
+                                  f"e.g. {str(path.resolve())!r}")
+        self.root = path
+
+    def __repr__(self) -> str:
+        return f"CheckpointStore({str(self.root)!r})"
+
+    def path(self, candidate_id: str) -> Path:
+        """Where the checkpoint of ``candidate_id`` lives; refuses ids that could escape the store."""
+        return self.root / f"{_check_id(candidate_id)}{_SUFFIX}"
+
+    def __contains__(self, candidate_id: object) -> bool:
+        return self.path(candidate_id).is_file()  # type: ignore[arg-type]
+
+    def ids(self) -> list[str]:
+        """Ids of the checkpoints in the store, sorted (temporary files of unfinished writes excluded)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name[: -len(_SUFFIX)] for p in self.root.iterdir()
+                      if p.name.endswith(_SUFFIX) and _ID.fullmatch(p.name[: -len(_SUFFIX)]) and p.is_file())
+
+    def save(self, candidate_id: str, architecture: Architecture, state_dict: Mapping[str, Tensor],
+             meta: Mapping[str, Any] | None = None) -> Path:
+        """Write a checkpoint atomically and return its path.
+
+        A reader sees the old file or the new one whole, never a partial one; on failure the temporary
+        file is removed and the old checkpoint (if any) is left as it was.
+
+        Raises
+        ------
+        CheckpointError
+            On a bad id, a ``state_dict`` that is not ``str -> Tensor``, or a ``meta`` that is not a JSON
+            object (finite numbers only).
+        """
+        target = self.path(candidate_id)
+        if not isinstance(architecture, Architecture):
+            raise CheckpointError(f"checkpoint {candidate_id!r}: architecture must be an Architecture, "
+                                  f"but got {type(architecture).__name__}")
+        bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+        if bad:
+            raise CheckpointError(f"checkpoint {candidate_id!r}: state_dict must map names to tensors, but "
+                                  f"{bad[:3]!r} do not")
+        try:
+            meta_json = json.dumps(dict(meta or {}), allow_nan=False, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {candidate_id!r}: meta must be a JSON object with finite numbers, "
+                                  f"but {exc}") from exc
+        payload = {"format": CHECKPOINT_FORMAT, "architecture": architecture.to_json(), "meta": meta_json,
+                   "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}}
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{candidate_id}.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._sync_folder()
+        return target
+
+    def _sync_folder(self) -> None:
+        """Make the rename durable (best effort: not every platform can fsync a folder)."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY)
+        except OSError:  # pragma: no cover
+            return
+        try:
+            os.fsync(fd)
+        except OSError:  # pragma: no cover
+            pass
+        finally:
+            os.close(fd)
+
+    def load(self, candidate_id: str) -> Checkpoint:
+        """Read a checkpoint with ``weights_only=True`` (no code in the file can run), onto the CPU.
+
+        Raises
+        ------
+        CheckpointError
+            On a bad id, a missing file (the message names the path and some ids the store holds), or a
+            file that is damaged, holds objects other than tensors, or lacks a part.
+        """
+        path = self.path(candidate_id)
+        if not path.is_file():
+            known = self.ids()
+            listed = ", ".join(known[:_LISTED]) + (f", ... ({len(known)} in all)" if len(known) > _LISTED else "")
+            raise CheckpointError(
+                f"no checkpoint {candidate_id!r}: looked for {path}; the store holds "
+                + (listed if known else "no checkpoints") + " (a child must start after its parent's trial saved)")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - damaged files and refused objects alike
+            raise CheckpointError(f"checkpoint {candidate_id!r} at {path} could not be read "
+                                  f"({type(exc).__name__}: {_first_line(exc)}); it is damaged or not written by "
+                                  "CheckpointStore (only tensors and plain containers are loaded): retrain the "
+                                  "candidate") from exc
+        try:
+            if not isinstance(payload, dict):
+                raise ValueError(f"the file holds a {type(payload).__name__}, not a dict")
+            missing = [k for k in ("architecture", "state_dict") if k not in payload]
+            if missing:
+                raise ValueError(f"it lacks {missing}")
+            arch = Architecture.from_json(payload["architecture"])
+            state = payload["state_dict"]
+            if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                                      for k, v in state.items()):
+                raise ValueError("its state_dict is not a dict of tensors")
+            meta = json.loads(payload.get("meta", "{}"))
+            if not isinstance(meta, dict):
+                raise ValueError("its meta is not a JSON object")
+        except Exception as exc:  # noqa: BLE001 - any inconsistency is reported with the file
+            raise CheckpointError(f"checkpoint {candidate_id!r} at {path} is not a valid checkpoint: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        return Checkpoint(arch, dict(state), meta)
+
+
+def _first_line(exc: Exception) -> str:
+    """The informative line of an exception (torch's weights-only refusal names the global on a later line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "global" in line.lower()]
+    return (named or lines or [""])[0][:300]

@@ -1,0 +1,237 @@
+"""The training loop of a trial: SGD with one cosine cycle, data held as tensors on the device.
+
+NASH trains every candidate with one cycle of SGDR, the learning rate annealed from 0.05 to 0 by a
+cosine (Loshchilov and Hutter, *SGDR*, ICLR 2017, eq. 5 with a single restart period; Elsken et al.,
+arXiv 1711.04528, sec. 5.1). For the small datasets this project runs offline, the whole training set
+lives as one tensor on the training device and batches are drawn by a shuffled index (from a seeded
+generator), with no data-loader processes.
+
+Deviations from the paper, both common practice: no weight decay on biases and BatchNorm parameters,
+and a last batch of a single example is dropped from its epoch (BatchNorm cannot normalise one example
+over a 1x1 map; the example is seen in other epochs, shuffled elsewhere).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["EpochResult", "Schedule", "TrainingDiverged", "evaluate", "train"]
+
+_CHECK_EVERY = 32  # steps between divergence checks on an accelerator (each check waits for the device)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and the step."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a candidate is trained: SGD with momentum over one cosine cycle (SGDR without restarts).
+
+    Parameters
+    ----------
+    epochs
+        Passes over the training data (0 evaluates the inherited weights only).
+    lr, lr_min
+        The cosine cycle's start and end (NASH: 0.05 -> 0).
+    batch_size, momentum, weight_decay, nesterov
+        SGD settings (``nesterov`` needs ``momentum > 0``).
+    seed
+        Seeds the shuffling (and nothing else: weight initialisation and dropout use torch's global
+        generator, which the trial seeds).
+
+    Raises
+    ------
+    ValueError
+        Naming the field, the rule and the value, on a wrong type (a bool is not a number here) or a value
+        out of range (non-finite learning rates included).
+    """
+
+    epochs: int
+    lr: float = 0.05
+    lr_min: float = 0.0
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def rule(name: str, ok: bool, text: str) -> None:
+            if not ok:
+                raise ValueError(f"Schedule: {name} must be {text}, but got {name}={getattr(self, name)!r}")
+
+        rule("epochs", _is_int(self.epochs) and self.epochs >= 0, "an integer >= 0")
+        rule("lr", _is_real(self.lr) and self.lr > 0, "a finite number > 0 (NASH: 0.05)")
+        rule("lr_min", _is_real(self.lr_min) and 0 <= self.lr_min <= self.lr, f"a number in [0, lr={self.lr!r}]")
+        rule("batch_size", _is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1")
+        rule("momentum", _is_real(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1)")
+        rule("weight_decay", _is_real(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0")
+        rule("nesterov", isinstance(self.nesterov, bool), "True or False")
+        rule("nesterov", not (self.nesterov and self.momentum == 0), "False when momentum=0 (or set momentum > 0)")
+        rule("seed", _is_int(self.seed) and -(2**63) <= self.seed < 2**64,
+             "an integer in [-2**63, 2**64) (torch's seed range)")
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate of optimisation step ``step`` (0-based) of ``total``.
+
+        ``lr_min + (lr - lr_min) * (1 + cos(pi * step / total)) / 2``: ``lr`` at step 0, ``lr_min`` at
+        ``step == total`` (one past the last step, so the last step still learns a little).
+        """
+        if total < 1 or not 0 <= step <= total:
+            raise ValueError(f"0 <= step <= total and total >= 1 must hold, but got step={step}, total={total}")
+        return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * step / total))
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch did."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean over the examples seen, in train mode
+    train_accuracy: float
+    val_accuracy: float | None
+    seconds: float
+
+
+def _device_of(module: nn.Module, fallback: torch.device) -> torch.device:
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return fallback
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    """Accuracy of ``module`` on ``(x, y)`` in eval mode (the caller's train/eval mode is restored).
+
+    The data is moved batch by batch to the module's device when it is elsewhere; an empty set gives 0.0.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, but got {len(x)} images and {len(y)} labels")
+    was_training = module.training
+    module.eval()
+    device = _device_of(module, x.device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    try:
+        for i in range(0, len(x), batch_size):
+            logits = module(x[i:i + batch_size].to(device, non_blocking=True))
+            correct += (logits.argmax(1) == y[i:i + batch_size].to(device, non_blocking=True)).sum()
+    finally:
+        module.train(was_training)
+    return int(correct) / len(x) if len(x) else 0.0
+
+
+def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
+          validation: tuple[Tensor, Tensor] | None = None,
+          on_epoch: Callable[[EpochResult], None] | None = None,
+          on_first_batch: Callable[[], None] | None = None) -> list[EpochResult]:
+    """Train ``module`` in place on ``(x, y)``, which must already be on the module's device.
+
+    One cosine cycle over ``schedule.epochs`` epochs, the learning rate set before every step. The
+    shuffling comes from a generator seeded with ``schedule.seed``: the same schedule, data and initial
+    weights give the same batches. ``on_first_batch`` is called once, just before the first step (for
+    timing); ``on_epoch`` after every epoch with its :class:`EpochResult` (with the validation accuracy
+    when ``validation`` is given). The module is left in train mode.
+
+    Raises
+    ------
+    TrainingDiverged
+        If the loss becomes NaN or infinite (checked every step on the CPU, every few steps and at every
+        epoch's end on an accelerator); the message names the epoch and the step.
+    ValueError
+        If the data is empty, ``x`` and ``y`` differ in length or device, or they are not on the module's
+        device.
+    """
+    if schedule.epochs == 0:
+        return []
+    n = len(x)
+    if n == 0 or len(y) != n:
+        raise ValueError(f"training needs as many labels as images (at least one), but got {n} images and "
+                         f"{len(y)} labels")
+    device = _device_of(module, x.device)
+    if x.device != device or y.device != device:
+        raise ValueError(f"x ({x.device}), y ({y.device}) and the module ({device}) must be on one device: "
+                         f"move the data with .to({str(device)!r}) first")
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (no_decay if p.dim() <= 1 else decay).append(p)  # no weight decay on biases and BatchNorm
+    groups = [g for g in ({"params": decay, "weight_decay": schedule.weight_decay},
+                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    if not groups:
+        raise ValueError("the module has no trainable parameters")
+    optimizer = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum, nesterov=schedule.nesterov)
+    loss_fn = nn.CrossEntropyLoss()
+
+    bs = schedule.batch_size
+    starts = list(range(0, n, bs))
+    if n > 1 and n - starts[-1] == 1:
+        starts.pop()  # a batch of one example: dropped from this epoch (see the module docstring)
+    seen = min(n, starts[-1] + bs)
+    total = len(starts) * schedule.epochs
+    check_every = 1 if device.type == "cpu" else _CHECK_EVERY
+    gen = torch.Generator().manual_seed(schedule.seed)
+    results: list[EpochResult] = []
+    step = 0
+    module.train()
+    for epoch in range(1, schedule.epochs + 1):
+        start = time.perf_counter()
+        order = torch.randperm(n, generator=gen).to(device)
+        losses = torch.empty(len(starts), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        checked = 0
+        for k, i in enumerate(starts):
+            idx = order[i:i + bs]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+            if step == 0 and on_first_batch is not None:
+                on_first_batch()
+            lr = schedule.lr_at(step, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            logits = module(xb)
+            loss = loss_fn(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            losses[k] = loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            if (k + 1) % check_every == 0 or k + 1 == len(starts):
+                _check_finite(losses[checked:k + 1], epoch, checked, len(starts), step - (k + 1 - checked))
+                checked = k + 1
+        train_loss = float(losses.sum()) / seen
+        val = evaluate(module, *validation) if validation is not None else None
+        result = EpochResult(epoch, train_loss, int(correct) / seen, val, time.perf_counter() - start)
+        results.append(result)
+        if on_epoch is not None:
+            on_epoch(result)
+    return results
+
+
+def _check_finite(losses: Tensor, epoch: int, first: int, steps_per_epoch: int, first_global: int) -> None:
+    """Raise :class:`TrainingDiverged` naming the first non-finite loss among steps ``first...``."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        j = int(bad[0])
+        value = float(losses[j])
+        raise TrainingDiverged(
+            f"the training loss became {value} in epoch {epoch}, step {first + j + 1} of {steps_per_epoch} "
+            f"(optimisation step {first_global + j + 1} overall): lower the learning rate or check the inputs "
+            "for NaN/inf")
