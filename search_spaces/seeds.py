@@ -12,11 +12,11 @@ Seeds are pure functions of their arguments and return validated
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any, Callable
 
 from nni_nas_ext.core.architecture import Architecture, GraphBuilder
+from nni_nas_ext.core.errors import unknown_name
 
 __all__ = ["SEEDS", "create_seed", "list_seeds", "nash_seed", "plain_cnn"]
 
@@ -81,7 +81,5 @@ def list_seeds() -> list[str]:
 def create_seed(name: str, **kwargs: Any) -> Architecture:
     """A seed by name, e.g. ``create_seed("nash", input_shape=(1, 8, 8), widths=(8, 16, 16))``."""
     if name not in SEEDS:
-        close = difflib.get_close_matches(name, SEEDS, n=2)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown seed {name!r}: known are {list(SEEDS)}{hint}")
+        raise ValueError(unknown_name("seed", name, list(SEEDS)))
     return SEEDS[name](**kwargs)

@@ -6,6 +6,8 @@ manner of Optuna's ``distributions.py`` ("``low <= high`` must hold, but got ...
 
 from __future__ import annotations
 
+import difflib
+
 
 class ArchitectureError(ValueError):
     """An architecture (or its dict form) breaks a rule.
@@ -30,3 +32,10 @@ class ArchitectureError(ValueError):
 
 class MorphismError(ValueError):
     """A morphism cannot be applied as asked (unknown operator, bad site, malformed step)."""
+
+
+def unknown_name(kind: str, name: object, known: list[str]) -> str:
+    """``unknown <kind> 'x': known are [...]; did you mean 'y'?`` for the literal registries."""
+    close = difflib.get_close_matches(str(name), known, n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return f"unknown {kind} {name!r}: known are {known}{hint}"

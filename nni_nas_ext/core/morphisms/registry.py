@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..architecture import Architecture, Lineage, Step
-from ..errors import MorphismError
+from ..errors import MorphismError, unknown_name
 from .base import Morphism, MorphismResult, WeightTransform
 from .branch import Branch
 from .deepen import Deepen
@@ -39,9 +38,7 @@ def _lookup(name: str) -> type[Morphism]:
     try:
         return MORPHISMS[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), MORPHISMS, n=3)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise MorphismError(f"unknown morphism {name!r}: known are {list(MORPHISMS)}{hint}") from None
+        raise MorphismError(unknown_name("morphism", name, list(MORPHISMS))) from None
 
 
 def create_morphism(name: str, **config: Any) -> Morphism:
