@@ -1,0 +1,151 @@
+"""The trial: weight inheritance from the parent's checkpoint, reports, failures, export (no NNI here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nni_nas_ext.core import create_morphism, random_chain
+from nni_nas_ext.export import load_exported
+from nni_nas_ext.results import SearchResults
+from nni_nas_ext.search_spaces import nash_seed
+from nni_nas_ext.strategies.candidate import Candidate, candidate_id
+from nni_nas_ext.trial_code.checkpoints import CheckpointStore
+from nni_nas_ext.trial_code.datasets import load_dataset
+from nni_nas_ext.trial_code.trial import TaskConfig, TrialFailed, run_candidate
+from nni_nas_ext.cli import export_checkpoint
+
+
+class ListReporter:
+    def __init__(self) -> None:
+        self.intermediates: list[dict] = []
+        self.finals: list[dict] = []
+
+    def intermediate(self, metric: dict) -> None:
+        self.intermediates.append(metric)
+
+    def final(self, metric: dict) -> None:
+        json.dumps(metric)  # what NNI does with it: it must be plain JSON
+        self.finals.append(metric)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> TaskConfig:
+    return TaskConfig(dataset="digits", checkpoint_dir=str(tmp_path_factory.mktemp("store")))
+
+
+@pytest.fixture(scope="module")
+def data(task: TaskConfig):
+    return load_dataset(task.dataset_spec())
+
+
+@pytest.fixture(scope="module")
+def trained_seed(task: TaskConfig, data):
+    seed = nash_seed((1, 8, 8), 10, widths=(8, 16, 16))
+    cand = Candidate(candidate_id(seed, 0), seed, None, 3, "train", False, "seed", 0)
+    reporter = ListReporter()
+    result = run_candidate(cand, task, reporter, data=data)
+    return cand, result, reporter
+
+
+def test_seed_trains_reports_every_epoch_and_saves(trained_seed, task: TaskConfig) -> None:
+    cand, result, reporter = trained_seed
+    assert [m["epoch"] for m in reporter.intermediates] == [1, 2, 3]
+    assert reporter.finals == [result]
+    assert result["candidate"] == cand.id and result["arch_id"] == cand.architecture.id
+    assert result["default"] > 0.3  # 3 epochs on digits: well above chance (0.1)
+    assert result["params"] == cand.architecture.num_parameters() and result["flops"] > 0
+    assert result["preservation_error"] is None and result["start_val_acc"] is None
+    assert "test_acc" not in result  # only final trainings see the test set
+    assert {"start_to_first_batch", "transform", "train", "evaluate", "checkpoint", "total"} <= set(result["timings"])
+    assert cand.id in CheckpointStore(task.checkpoint_dir)
+
+
+@pytest.mark.parametrize("rng_seed", [0, 1, 2])
+def test_child_starts_where_its_parent_ended(trained_seed, task: TaskConfig, data, rng_seed: int) -> None:
+    parent, parent_result, _ = trained_seed
+    morphisms = [create_morphism(n) for n in ("deepen", "widen", "add_skip", "concat_skip", "branch", "widen_kernel")]
+    chain = random_chain(parent.architecture, morphisms, 5, np.random.default_rng(rng_seed))
+    child = Candidate(candidate_id(chain.child, 10 + rng_seed), chain.child, parent.id, 1, "train", False, "child", 1)
+    result = run_candidate(child, task, ListReporter(), data=data)
+    assert result["preservation_error"] < 1e-5
+    assert len(result["morphisms"]) == 5 and result["parent"] == parent.id
+    n_val = len(data.val_y)
+    assert abs(result["start_val_acc"] - parent_result["default"]) <= 1 / n_val + 1e-12
+
+
+def test_final_training_uses_train_and_val_and_evaluates_test(trained_seed, task: TaskConfig, data) -> None:
+    parent, _, _ = trained_seed
+    final = Candidate(candidate_id(parent.architecture, 50), parent.architecture, parent.id, 1, "train+val", True,
+                      "final", 2)
+    result = run_candidate(final, task, ListReporter(), data=data)
+    assert 0.0 <= result["test_acc"] <= 1.0 and result["train_on"] == "train+val"
+    assert result["preservation_error"] is None and result["morphisms"] == []
+
+
+def test_divergence_is_reported_as_a_failure_then_raised(trained_seed, task: TaskConfig, data) -> None:
+    parent, _, _ = trained_seed
+    poisoned = dataclasses.replace(data, train_x=data.train_x.clone())
+    poisoned.train_x[5, 0, 3, 3] = float("nan")  # one bad pixel poisons the loss of its batch
+    cand = Candidate(candidate_id(parent.architecture, 60), parent.architecture, None, 2, "train", False, "child", 1)
+    reporter = ListReporter()
+    with pytest.raises(TrialFailed, match="TrainingDiverged"):
+        run_candidate(cand, task, reporter, data=poisoned)
+    assert len(reporter.finals) == 1 and reporter.finals[0]["candidate"] == cand.id
+    assert reporter.finals[0]["default"] == 0.0 and "TrainingDiverged" in reporter.finals[0]["failed"]
+    assert cand.id not in CheckpointStore(task.checkpoint_dir)  # a failed candidate leaves no weights
+
+
+def test_a_lineage_that_does_not_match_the_parent_checkpoint_fails_clearly(trained_seed, task: TaskConfig, data):
+    parent, _, _ = trained_seed
+    other = nash_seed((1, 8, 8), 10, widths=(8, 8, 16))
+    chain = random_chain(other, [create_morphism("widen")], 1, np.random.default_rng(0))
+    cand = Candidate(candidate_id(chain.child, 70), chain.child, parent.id, 1, "train", False, "child", 1)
+    reporter = ListReporter()
+    with pytest.raises(TrialFailed, match="lineage names parent architecture"):
+        run_candidate(cand, task, reporter, data=data)
+    assert "failed" in reporter.finals[0]
+
+
+def test_wrong_input_shape_names_the_remedy(task: TaskConfig, data) -> None:
+    seed = nash_seed((1, 28, 28), 10, widths=(8, 16, 16))
+    cand = Candidate(candidate_id(seed, 80), seed, None, 1, "train", False, "seed", 0)
+    with pytest.raises(TrialFailed, match=r"build the seed network for this dataset \(input_shape=\(1, 8, 8\)"):
+        run_candidate(cand, task, ListReporter(), data=data)
+
+
+def test_export_gives_identical_predictions_without_nni(trained_seed, task: TaskConfig, data, tmp_path) -> None:
+    parent, result, _ = trained_seed
+    out = export_checkpoint(CheckpointStore(task.checkpoint_dir).path(parent.id), tmp_path / "export")
+    rebuilt = load_exported(out)
+    scripted = torch.jit.load(str(out / "model.torchscript.pt"))
+    x = data.val_x[:64]
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), scripted(x))
+        accuracy = float((rebuilt(data.val_x).argmax(1) == data.val_y).float().mean())
+    assert accuracy == pytest.approx(result["default"], abs=1e-6)
+    assert json.loads((out / "export.json").read_text())["architecture_id"] == parent.architecture.id
+
+
+def test_results_follow_parents_from_self_describing_metrics() -> None:
+    def record(trial: str, metric: dict) -> dict:
+        return {"type": "FINAL", "trialJobId": trial, "data": json.dumps(json.dumps(metric))}
+
+    data = [
+        record("A", {"default": 0.5, "candidate": "s-0000", "role": "seed", "step": 0, "parent": None, "morphisms": []}),
+        record("B", {"default": 0.6, "candidate": "c-0001", "role": "child", "step": 1, "parent": "s-0000",
+                     "morphisms": ["widen(node=conv1, width=16)", "deepen(after=relu1)"]}),
+        record("C", {"default": 0.0, "candidate": "c-0002", "role": "child", "step": 1, "failed": "boom"}),
+        record("D", {"default": 0.7, "candidate": "c-0003", "role": "child", "step": 2, "parent": "c-0001",
+                     "morphisms": ["add_skip(source=relu1, target=relu2)"]}),
+        {"type": "PERIODICAL", "trialJobId": "D", "data": json.dumps(json.dumps({"default": 0.1}))},
+    ]
+    results = SearchResults.from_metric_data(data)
+    assert results.seed["candidate"] == "s-0000" and results.best_search["candidate"] == "c-0003"
+    assert [f["candidate"] for f in results.failures] == ["c-0002"]
+    assert results.lineage("c-0003") == ["widen(node=conv1, width=16)", "deepen(after=relu1)",
+                                         "add_skip(source=relu1, target=relu2)"]

@@ -1,0 +1,288 @@
+"""One trial: train one candidate, starting from its parent's weights, and report what it did.
+
+The steps (issue: "trial code and weight inheritance"):
+
+1. load the dataset (local files only) and check that the architecture fits it;
+2. if the candidate has a parent, load the parent's checkpoint and replay the candidate's lineage on the
+   parent's architecture (:func:`nni_nas_ext.core.replay`), which gives the weight transformation; apply it
+   with a calibration batch of training images and measure the function-preservation error
+   (:func:`nni_nas_ext.core.preservation_error`) and the starting validation accuracy;
+3. train one cosine cycle (NASH, Elsken et al. 2017), reporting validation accuracy after every epoch;
+4. evaluate (the test set only when the candidate says so: final trainings);
+5. save the checkpoint (atomically) and only then report the final result, so that a child proposed on
+   that result always finds its parent's weights.
+
+The final result is self-describing (it names the candidate), because NNI 3.0 may hand a trial another
+trial's parameters (field notes, bug 1): the strategy trusts the result, not NNI's pairing. A failed
+training (NaN loss, exception) reports ``{"default": 0.0, "candidate": ..., "failed": reason}`` and then
+raises, so that NNI marks the trial failed.
+
+Nothing here imports ``nni``: :func:`run_candidate` takes a :class:`Reporter`, and the NNI adapter passes
+one that calls ``nni.report_intermediate_result`` / ``nni.report_final_result``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Optional, Protocol
+
+import torch
+
+from nni_nas_ext.core import Architecture, build_module, preservation_error, replay
+from nni_nas_ext.strategies.candidate import Candidate
+from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
+
+from .checkpoints import CheckpointStore
+from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
+from .training import EpochResult, Schedule, TrainingDiverged, evaluate, train
+
+__all__ = ["Reporter", "TaskConfig", "TrialFailed", "default_checkpoint_dir", "run_candidate"]
+
+_log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Where a trial's results go (NNI in a real trial, a list in tests)."""
+
+    def intermediate(self, metric: dict[str, Any]) -> None: ...
+
+    def final(self, metric: dict[str, Any]) -> None: ...
+
+
+class TrialFailed(RuntimeError):
+    """The candidate could not be trained; its failure was reported first."""
+
+
+@dataclass(frozen=True)
+class TaskConfig(Config):
+    """What every trial of a search shares: the data, the optimiser, where checkpoints live.
+
+    Validated on construction (and from ``classArgs`` with :func:`~nni_nas_ext.strategies.config.parse_config`):
+    a wrong type or range names the key, the value and what is allowed.
+    """
+
+    config_name: ClassVar[str] = "task"
+
+    dataset: str = option("digits", choices=list_datasets(), doc="the dataset (local files only; see README)")
+    dataset_root: Optional[str] = option(None, doc="folder of the dataset's files; None: its default location")
+    val_fraction: float = option(0.2, minimum=0.01, maximum=0.5,
+                                 doc="share of the training set held out for validation (fixed seed)")
+    split_seed: int = option(0, minimum=0, doc="seed of the validation split")
+    limit: Optional[int] = option(None, minimum=2, doc="use at most this many training examples (None: all)")
+    lr: float = option(0.05, minimum=1e-6, maximum=10.0, doc="start of the cosine cycle (NASH: 0.05)")
+    lr_min: float = option(0.0, minimum=0.0, maximum=10.0, doc="end of the cosine cycle (NASH: 0)")
+    batch_size: int = option(128, minimum=2, maximum=65536, doc="SGD batch size")
+    momentum: float = option(0.9, minimum=0.0, maximum=0.999, doc="SGD momentum")
+    weight_decay: float = option(5e-4, minimum=0.0, maximum=1.0, doc="L2 weight decay (not on biases or BN)")
+    checkpoint_dir: Optional[str] = option(None, doc="absolute folder of the checkpoint store; None: "
+                                                     "<experiment folder>/checkpoints")
+    calibration_size: int = option(256, minimum=2, maximum=100000,
+                                   doc="training images for the BatchNorm identity and the preservation check")
+    device: str = option("auto", choices=["auto", "cpu", "cuda"], doc="auto: CUDA when the trial has a GPU")
+    threads: int = option(1, minimum=0, maximum=1024, doc="torch CPU threads per trial (0: torch's default)")
+    seed: int = option(0, minimum=0, maximum=2**31 - 1, doc="base seed of initialisation and shuffling")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.checkpoint_dir is not None and not Path(self.checkpoint_dir).is_absolute():
+            raise ConfigError(f"task: checkpoint_dir must be an absolute path, but got {self.checkpoint_dir!r}; "
+                              f"e.g. {str(Path(self.checkpoint_dir).resolve())!r}", key="checkpoint_dir",
+                              value=self.checkpoint_dir)
+        if self.lr_min > self.lr:
+            raise ConfigError(f"task: lr_min <= lr must hold, but got lr_min={self.lr_min}, lr={self.lr}",
+                              key="lr_min", value=self.lr_min)
+        try:
+            self.dataset_spec()
+        except ValueError as exc:
+            raise ConfigError(f"task: {exc}", key="dataset", value=self.dataset) from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskConfig:
+        return parse_config(cls, data)
+
+    def dataset_spec(self) -> DatasetSpec:
+        return DatasetSpec(self.dataset, self.dataset_root, self.val_fraction, self.split_seed, self.limit)
+
+    def schedule(self, epochs: int, seed: int = 0) -> Schedule:
+        return Schedule(epochs=epochs, lr=self.lr, lr_min=self.lr_min, batch_size=self.batch_size,
+                        momentum=self.momentum, weight_decay=self.weight_decay, seed=seed)
+
+
+def default_checkpoint_dir() -> Path:
+    """``<experiment folder>/checkpoints`` in an NNI trial (``NNI_OUTPUT_DIR`` is ``<exp>/trials/<id>``)."""
+    output = os.environ.get("NNI_OUTPUT_DIR")
+    if not output:
+        raise ValueError("checkpoint_dir is not set and this is not an NNI trial (no NNI_OUTPUT_DIR): give "
+                         "TaskConfig(checkpoint_dir=<absolute folder>)")
+    return Path(output).resolve().parents[1] / "checkpoints"
+
+
+def _process_start_time() -> float:
+    """Wall-clock time at which this process started (for "process start to first batch")."""
+    try:
+        import psutil  # a dependency of nni
+
+        return float(psutil.Process().create_time())
+    except Exception:  # pragma: no cover - psutil missing or /proc unreadable
+        return time.time()
+
+
+def _serial(candidate: Candidate) -> int:
+    tail = candidate.id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _check_fits(arch: Architecture, data: Splits) -> None:
+    if tuple(arch.input_shape) != tuple(data.input_shape) or arch.num_classes != data.num_classes:
+        raise ValueError(
+            f"the architecture takes input {tuple(arch.input_shape)} with {arch.num_classes} classes, but dataset "
+            f"{data.spec.name!r} has {tuple(data.input_shape)} with {data.num_classes}: build the seed network "
+            f"for this dataset (input_shape={tuple(data.input_shape)}, num_classes={data.num_classes})")
+
+
+def run_candidate(candidate: Candidate, task: TaskConfig, reporter: Reporter, *,
+                  data: Splits | None = None) -> dict[str, Any]:
+    """Train ``candidate`` as described in the module docstring and return the final result it reported.
+
+    ``data`` may be given to skip loading (tests, one process running several candidates).
+
+    Raises
+    ------
+    TrialFailed
+        After reporting a failed result, when training diverged or anything else went wrong.
+    """
+    clock: dict[str, float] = {}
+    started = _process_start_time()
+    t_enter = time.time()
+    try:
+        return _run(candidate, task, reporter, data, clock, started)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        _log.error("candidate %s failed: %s", candidate.id, reason, exc_info=not isinstance(exc, TrainingDiverged))
+        reporter.final({"default": 0.0, "candidate": candidate.id, "arch_id": candidate.architecture.id,
+                        "role": candidate.role, "step": candidate.step, "failed": reason[:2000],
+                        "timings": {**clock, "total": round(time.time() - t_enter, 4)}})
+        raise TrialFailed(reason) from exc
+
+
+def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Splits | None,
+         clock: dict[str, float], started: float) -> dict[str, Any]:
+    t_enter = time.time()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    device = torch.device("cuda" if task.device == "cuda" or (task.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    serial = _serial(candidate)
+    torch.manual_seed(task.seed * 100_003 + serial)
+    arch = candidate.architecture
+    _log.info("candidate %s (%s, step %d): %s, %d parameters, parent %s, %d epochs on %s, device %s",
+              candidate.id, candidate.role, candidate.step, arch.id, arch.num_parameters(), candidate.parent,
+              candidate.epochs, candidate.train_on, device)
+
+    t = time.time()
+    if data is None:
+        data = load_dataset(task.dataset_spec())
+        _log.info("%s", data.describe())
+    clock["data"] = round(time.time() - t, 4)
+    _check_fits(arch, data)
+    store = CheckpointStore(task.checkpoint_dir or default_checkpoint_dir())
+
+    # ---- weights: inherited from the parent (transformed) or a fresh initialisation ----------------------
+    t = time.time()
+    preservation: float | None = None
+    applied: list[str] = []  # the morphisms this trial applied to its parent's weights
+    state = None
+    if candidate.parent is not None:
+        parent = store.load(candidate.parent)
+        calibration = data.train_x[: task.calibration_size]
+        if parent.architecture.id == arch.id:
+            state = parent.state_dict  # the same network trained further (incumbent, final training)
+        else:
+            if arch.lineage is None or arch.lineage.parent != parent.architecture.id:
+                raise ValueError(
+                    f"candidate {candidate.id}: its lineage names parent architecture "
+                    f"{arch.lineage.parent if arch.lineage else None!r}, but checkpoint {candidate.parent!r} holds "
+                    f"{parent.architecture.id!r}")
+            result = replay(parent.architecture, arch.lineage.steps)
+            if result.child.id != arch.id:
+                raise ValueError(f"candidate {candidate.id}: replaying its lineage on the parent gives architecture "
+                                 f"{result.child.id}, not {arch.id}")
+            state = result.transform(parent.state_dict, calibration)
+            applied = [step.describe() for step in arch.lineage.steps]
+            err = preservation_error(parent.architecture, parent.state_dict, arch, state, calibration)
+            preservation = float(err.relative)
+            _log.info("weights transformed by %d morphism(s); preservation error %.3g (relative), %.3g (max abs)",
+                      len(arch.lineage.steps), err.relative, err.max_abs)
+    module = build_module(arch, state).to(device)
+    clock["transform"] = round(time.time() - t, 4)
+
+    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
+    start_val_acc = None
+    if candidate.parent is not None:
+        start_val_acc = evaluate(module, val_x, val_y)
+        _log.info("validation accuracy before training: %.4f", start_val_acc)
+
+    # ---- training: one cosine cycle --------------------------------------------------------------------
+    if candidate.train_on == "train+val":
+        x = torch.cat([data.train_x, data.val_x]).to(device)
+        y = torch.cat([data.train_y, data.val_y]).to(device)
+    else:
+        x, y = data.train_x.to(device), data.train_y.to(device)
+    first_batch: list[float] = []
+
+    def on_epoch(r: EpochResult) -> None:
+        _log.info("epoch %d/%d: loss %.4f, train acc %.4f, val acc %.4f (%.2f s)", r.epoch, candidate.epochs,
+                  r.train_loss, r.train_accuracy, r.val_accuracy if r.val_accuracy is not None else math.nan,
+                  r.seconds)
+        reporter.intermediate({"default": r.val_accuracy, "candidate": candidate.id, "epoch": r.epoch,
+                               "train_loss": round(r.train_loss, 6)})
+
+    t = time.time()
+    train(module, x, y, task.schedule(candidate.epochs, seed=task.seed * 100_003 + serial),
+          validation=(val_x, val_y), on_epoch=on_epoch, on_first_batch=lambda: first_batch.append(time.time()))
+    clock["train"] = round(time.time() - t, 4)
+    clock["start_to_first_batch"] = round((first_batch[0] if first_batch else time.time()) - started, 4)
+
+    # ---- evaluation ------------------------------------------------------------------------------------
+    t = time.time()
+    val_acc = evaluate(module, val_x, val_y)
+    test_acc = evaluate(module, data.test_x.to(device), data.test_y.to(device)) if candidate.evaluate_test else None
+    clock["evaluate"] = round(time.time() - t, 4)
+
+    # ---- checkpoint, then the final result -------------------------------------------------------------
+    t = time.time()
+    cpu_state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    path = store.save(candidate.id, arch, cpu_state)
+    clock["checkpoint"] = round(time.time() - t, 4)
+    clock["total"] = round(time.time() - t_enter, 4)
+    clock["process_total"] = round(time.time() - started, 4)
+
+    result: dict[str, Any] = {
+        "default": val_acc,
+        "candidate": candidate.id,
+        "arch_id": arch.id,
+        "role": candidate.role,
+        "step": candidate.step,
+        "parent": candidate.parent,
+        "morphisms": applied,
+        "params": arch.num_parameters(),
+        "flops": arch.num_macs(),
+        "preservation_error": preservation,
+        "start_val_acc": start_val_acc,
+        "epochs": candidate.epochs,
+        "train_on": candidate.train_on,
+        "checkpoint": str(path),
+        "timings": clock,
+    }
+    if test_acc is not None:
+        result["test_acc"] = test_acc
+    _log.info("final: val acc %.4f%s; timings %s", val_acc,
+              f", test acc {test_acc:.4f}" if test_acc is not None else "", clock)
+    reporter.final(result)
+    return result
