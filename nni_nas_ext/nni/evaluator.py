@@ -1,0 +1,55 @@
+"""The evaluator of a morphism search: NNI runs :func:`train_candidate` in every trial.
+
+``FunctionalEvaluator(train_candidate, task=...)`` is what NNI pickles into each trial's parameters (with a
+64 KB cap: the task holds names and paths, never tensors). In the trial NNI rebuilds the frozen
+:class:`~nni_nas_ext.nni.space.MorphismModelSpace` and calls ``train_candidate(model, task)``, which hands
+over to the NNI-free trial code (:func:`nni_nas_ext.trial_code.trial.run_candidate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import nni
+from nni.nas.evaluator import FunctionalEvaluator
+
+__all__ = ["NniReporter", "make_evaluator", "train_candidate"]
+
+
+class NniReporter:
+    """Sends a trial's results to NNI."""
+
+    def intermediate(self, metric: dict[str, Any]) -> None:
+        nni.report_intermediate_result(metric)
+
+    def final(self, metric: dict[str, Any]) -> None:
+        nni.report_final_result(metric)
+
+
+def _log_to_stdout() -> None:
+    """Trial logs go to stdout, which NNI keeps as the trial's log (``trial.log`` in its folder)."""
+    root = logging.getLogger("nni_nas_ext")
+    if not any(getattr(h, "_nni_nas_ext", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
+        handler._nni_nas_ext = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def train_candidate(model: Any, task: Mapping[str, Any]) -> dict[str, Any]:
+    """Train the candidate that ``model`` (a frozen MorphismModelSpace) carries; report to NNI."""
+    from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
+
+    _log_to_stdout()
+    return run_candidate(model.candidate, TaskConfig.from_dict(task), NniReporter())
+
+
+def make_evaluator(task: Mapping[str, Any]) -> FunctionalEvaluator:
+    """The evaluator for a search with these task settings (see :class:`~nni_nas_ext.trial_code.trial.TaskConfig`)."""
+    from nni_nas_ext.trial_code.trial import TaskConfig
+
+    return FunctionalEvaluator(train_candidate, task=TaskConfig.from_dict(task).to_dict())

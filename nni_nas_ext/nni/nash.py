@@ -1,0 +1,112 @@
+"""NASH hill climbing (Elsken, Metzen, Hutter 2017) wired into NNI: settings, space, evaluator, strategy.
+
+:func:`build_nash` turns one flat mapping of settings (NNI's ``classArgs``, or keyword arguments in a
+notebook) into the three things ``nni.nas`` needs. The keys are those of three typed configurations, and
+each key belongs to exactly one of them:
+
+* :class:`~nni_nas_ext.strategies.nash.NashConfig` -- the search (steps, neighbours, morphisms, epochs...);
+* :class:`~nni_nas_ext.trial_code.trial.TaskConfig` -- the trials (dataset, optimiser, checkpoints...);
+* :class:`SeedConfig` -- the seed network.
+
+An unknown key, a wrong type or an out-of-range value raises :class:`~nni_nas_ext.strategies.config.ConfigError`
+naming the key, the value and what is allowed, before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from nni_nas_ext.core import Architecture
+from nni_nas_ext.search_spaces import create_seed
+from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
+from nni_nas_ext.strategies.nash import HillClimbing, NashConfig
+
+__all__ = ["SeedConfig", "build_nash", "nash_settings", "split_settings"]
+
+
+@dataclass(frozen=True)
+class SeedConfig(Config):
+    """The seed network; its input shape and class count come from the dataset."""
+
+    config_name: ClassVar[str] = "seed"
+
+    seed_network: str = option("nash", choices=["nash", "plain"],
+                               doc="nash: conv-pool-conv-pool-conv-gap-fc (NASH's seed); plain: a plain CNN")
+    seed_widths: tuple[int, ...] = option((8, 16, 16), minimum=1, maximum=4096, non_empty=True,
+                                          doc="nash seed: the widths of its three convolutions")
+    seed_depth: int = option(4, minimum=2, maximum=200, doc="plain seed: weight layers")
+    seed_width: int = option(8, minimum=1, maximum=4096, doc="plain seed: conv width")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seed_network == "nash" and len(self.seed_widths) != 3:
+            raise ConfigError(f"seed: 'seed_widths' must have 3 items (one per convolution of the NASH seed), "
+                              f"but got {list(self.seed_widths)}", key="seed_widths", value=list(self.seed_widths))
+
+    def build(self, input_shape: tuple[int, int, int], num_classes: int) -> Architecture:
+        if self.seed_network == "nash":
+            return create_seed("nash", input_shape=input_shape, num_classes=num_classes, widths=self.seed_widths)
+        stages = 1 if min(input_shape[1:]) < 16 else 2
+        return create_seed("plain", depth=self.seed_depth, input_shape=input_shape, num_classes=num_classes,
+                           width=self.seed_width, stages=stages)
+
+
+_CONFIGS = (NashConfig, SeedConfig)
+
+
+def _task_config() -> type[Config]:
+    from nni_nas_ext.trial_code.trial import TaskConfig  # torch-heavy: imported when needed
+
+    return TaskConfig
+
+
+def split_settings(settings: Mapping[str, Any] | None) -> tuple[NashConfig, Config, SeedConfig]:
+    """Validate a flat mapping of settings into (search, task, seed) configurations."""
+    settings = dict(settings or {})
+    classes = (NashConfig, _task_config(), SeedConfig)
+    owners: dict[str, list[type]] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.init:
+                owners.setdefault(f.name, []).append(cls)
+    parts: dict[type, dict[str, Any]] = {cls: {} for cls in classes}
+    for key, value in settings.items():
+        if key not in owners:
+            close = difflib.get_close_matches(str(key), list(owners), n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
+            raise ConfigError(f"unknown setting {key!r}{hint} Known settings are {sorted(owners)}.", key=str(key),
+                              value=value)
+        for cls in owners[key]:  # "seed" seeds both the search and the trials
+            parts[cls][key] = value
+    nash, task, seed = (parse_config(cls, parts[cls]) for cls in classes)
+    return nash, task, seed  # type: ignore[return-value]
+
+
+def nash_settings() -> list[tuple[str, str, str, str, str]]:
+    """Every setting as (name, type, default, range, doc), for the README and ``--help``."""
+    from nni_nas_ext.strategies.config import describe_config
+
+    return [tuple(row) for cls in (NashConfig, _task_config(), SeedConfig) for row in describe_config(cls)]  # type: ignore[misc]
+
+
+def build_nash(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
+    """``(model_space, evaluator, strategy)`` for a NASH search with these settings.
+
+    Loads the dataset once (to size the seed network, and so that missing data stops the search at once
+    with the message that says where it looked).
+    """
+    from nni_nas_ext.trial_code.datasets import load_dataset
+
+    from .evaluator import make_evaluator
+    from .space import MorphismModelSpace
+    from .strategy import MorphismStrategy
+
+    nash, task, seed_config = split_settings(settings)
+    data = load_dataset(task.dataset_spec())  # type: ignore[attr-defined]
+    seed = seed_config.build(data.input_shape, data.num_classes)
+    search = HillClimbing(seed, nash)
+    return MorphismModelSpace(seed), make_evaluator(task.to_dict()), MorphismStrategy(search)

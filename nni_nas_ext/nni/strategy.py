@@ -1,0 +1,176 @@
+"""``nni.nas`` strategies over the pure search strategies of :mod:`nni_nas_ext.strategies`.
+
+:class:`MorphismStrategy` turns any ask/tell :class:`~nni_nas_ext.strategies.base.SearchStrategy` into a
+real ``nni.nas.strategy.Strategy`` (the shape of NNI's own ``nni/nas/strategy/hpo.py``): it submits each
+candidate the search asks for as a frozen :class:`~nni_nas_ext.nni.space.MorphismModelSpace`, and feeds the
+trials' final results back. It works with NNI's training-service engine (``NasExperiment`` with the local
+training service, or the nnictl bridge) and with the sequential engine.
+
+Results are matched to candidates by the ``candidate`` field that every trial puts in its final result,
+never by NNI's own pairing of trials and parameters, which NNI 3.0 can get wrong when several trials run at
+once (field notes, bug 1). When the two disagree this class logs it: that is the bug, caught.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from nni.nas.execution import ExecutionEngine
+from nni.nas.execution.event import FinalMetricEvent, ModelEventType, TrainingEndEvent
+from nni.nas.space import ExecutableModelSpace, ModelStatus
+from nni.nas.strategy import Strategy
+
+from nni_nas_ext.strategies.base import SearchStrategy
+from nni_nas_ext.strategies.candidate import Candidate
+
+from .space import ARCHITECTURE_LABEL
+
+__all__ = ["MorphismStrategy"]
+
+_log = logging.getLogger(__name__)
+
+
+def _sample_candidate_id(model: ExecutableModelSpace) -> str | None:
+    sample = getattr(model, "sample", None) or {}
+    value = sample.get(ARCHITECTURE_LABEL)
+    return value.get("id") if isinstance(value, Mapping) else None
+
+
+class MorphismStrategy(Strategy):
+    """An ``nni.nas`` strategy that runs a pure ask/tell search over a morphism space.
+
+    Parameters
+    ----------
+    search
+        The pure search (e.g. :class:`~nni_nas_ext.strategies.nash.HillClimbing`).
+    poll_interval
+        Seconds between checks for new work while waiting for results.
+    """
+
+    def __init__(self, search: SearchStrategy, *, poll_interval: float = 1.0) -> None:
+        super().__init__()
+        self.search = search
+        self.poll_interval = poll_interval
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._models: dict[str, ExecutableModelSpace] = {}  # candidate id -> the frozen model submitted
+        self._candidates: dict[str, dict[str, Any]] = {}  # candidate id -> its dict form
+        self._results: dict[str, dict[str, Any]] = {}  # candidate id -> its successful final result
+        self.mismatches: list[tuple[str, str]] = []  # (candidate NNI paired the result with, candidate reported)
+
+    def extra_repr(self) -> str:
+        return f"search={type(self.search).__name__}"
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+
+    def _initialize(self, model_space: ExecutableModelSpace, engine: ExecutionEngine) -> ExecutableModelSpace:
+        engine.register_model_event_callback(ModelEventType.FinalMetric, self._on_final_metric)
+        engine.register_model_event_callback(ModelEventType.TrainingEnd, self._on_training_end)
+        return model_space
+
+    def _cleanup(self) -> None:
+        self.engine.unregister_model_event_callback(ModelEventType.FinalMetric, self._on_final_metric)
+        self.engine.unregister_model_event_callback(ModelEventType.TrainingEnd, self._on_training_end)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self.search.finished:
+                    break
+                batch = self.search.ask()
+            for candidate in batch:
+                if not self.wait_for_resource():
+                    _log.warning("NNI's trial budget (maxTrialNumber / maxExperimentDuration) is spent before the "
+                                 "search finished; stopping with what has been found. Summary: %s",
+                                 self.search.summary())
+                    return
+                self._submit(candidate)
+            if not batch:
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+        _log.info("search finished: %s", self.search.summary())
+
+    def _submit(self, candidate: Candidate) -> None:
+        model = self.model_space.freeze({ARCHITECTURE_LABEL: candidate.to_dict()})
+        with self._lock:
+            self._models[candidate.id] = model
+            self._candidates[candidate.id] = candidate.to_dict()
+        _log.info("submitting candidate %s (%s, step %d, parent %s, %d epochs)", candidate.id, candidate.role,
+                  candidate.step, candidate.parent, candidate.epochs)
+        self.engine.submit_models(model)
+
+    # ---- events (a listener thread with the training-service engine; inside submit_models sequentially) --
+
+    def _on_final_metric(self, event: FinalMetricEvent) -> None:
+        metric = event.metric
+        paired = _sample_candidate_id(event.model)
+        if not isinstance(metric, Mapping) or not isinstance(metric.get("candidate"), str):
+            _log.warning("ignoring a final result that does not name its candidate (NNI paired it with %s): %r",
+                         paired, metric)
+            return
+        reported = metric["candidate"]
+        if paired is not None and paired != reported:
+            # NNI 3.0 bug 1: the trial trained another candidate than NNI recorded for it.
+            _log.warning("NNI paired the result of candidate %s with the parameters of %s (NNI 3.0's FIFO parameter "
+                         "bug; run `python -m nni_nas_ext.nni.nni_patch apply`); using the trial's own report",
+                         reported, paired)
+            with self._lock:
+                self.mismatches.append((paired, reported))
+        with self._lock:
+            if "failed" in metric:
+                self.search.tell(reported, None, failure=str(metric["failed"]))
+            elif self.search.tell(reported, dict(metric)) is not False:
+                self._results[reported] = dict(metric)
+        self._wake.set()
+
+    def _on_training_end(self, event: TrainingEndEvent) -> None:
+        if event.status == ModelStatus.Trained:
+            return
+        # A trial that died without reporting (killed, out of memory): only NNI's pairing names it.
+        paired = _sample_candidate_id(event.model)
+        if paired is not None:
+            with self._lock:
+                self.search.tell(paired, None, failure=f"the trial ended with status {event.status.value} "
+                                                       f"without a result")
+        self._wake.set()
+
+    # ---- results and state ----------------------------------------------------------------------------
+
+    def list_models(self, sort: bool = True, limit: int | None = None) -> Iterator[ExecutableModelSpace]:
+        """The trained candidates' models: the winner's final training first, then by validation accuracy.
+
+        NNI's own ordering sorts by the engine's metric, which NNI may have paired with the wrong trial
+        (bug 1), and cannot sort dict metrics; this one uses the results the trials reported about
+        themselves. With ``sort=False``: every submitted candidate, in submission order.
+        """
+        with self._lock:
+            if sort:
+                ids = sorted(self._results, key=lambda c: (self._results[c].get("role") == "final",
+                                                           self._results[c]["default"]), reverse=True)
+            else:
+                ids = list(self._candidates)
+            chosen = [self._candidates[c] for c in ids if c in self._candidates][:limit]
+        for candidate in chosen:
+            yield self.model_space.freeze({ARCHITECTURE_LABEL: candidate})
+
+    def state_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {"search": self.search.state_dict(), "candidates": dict(self._candidates),
+                    "results": dict(self._results), "mismatches": [list(m) for m in self.mismatches]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        with self._lock:
+            self.search.load_state_dict(state_dict["search"])
+            self._candidates = dict(state_dict.get("candidates", {}))
+            self._results = dict(state_dict.get("results", {}))
+            # Trials that were running when the experiment stopped are lost: their candidates go out again.
+            reissue = getattr(self.search, "reissue_pending", None)
+            if reissue is not None:
+                lost = reissue()
+                if lost:
+                    _log.info("resuming: %d candidate(s) had no result and will be trained again: %s",
+                              len(lost), lost)
+            self.mismatches = [tuple(m) for m in state_dict.get("mismatches", [])]  # type: ignore[misc]
