@@ -149,3 +149,15 @@ def test_results_follow_parents_from_self_describing_metrics() -> None:
     assert [f["candidate"] for f in results.failures] == ["c-0002"]
     assert results.lineage("c-0003") == ["widen(node=conv1, width=16)", "deepen(after=relu1)",
                                          "add_skip(source=relu1, target=relu2)"]
+
+
+def test_default_checkpoint_dir_is_inside_the_experiment_folder(monkeypatch, tmp_path) -> None:
+    from nni_nas_ext.trial_code.trial import default_checkpoint_dir
+
+    trial_dir = tmp_path / "abc123" / "environments" / "local-env" / "trials" / "XyZ12"
+    monkeypatch.setenv("NNI_OUTPUT_DIR", str(trial_dir))
+    monkeypatch.setenv("NNI_EXP_ID", "abc123")
+    assert default_checkpoint_dir() == (tmp_path / "abc123" / "checkpoints").resolve()
+    monkeypatch.delenv("NNI_OUTPUT_DIR")
+    with pytest.raises(ValueError, match="checkpoint_dir is not set"):
+        default_checkpoint_dir()

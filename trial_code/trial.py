@@ -115,12 +115,21 @@ class TaskConfig(Config):
 
 
 def default_checkpoint_dir() -> Path:
-    """``<experiment folder>/checkpoints`` in an NNI trial (``NNI_OUTPUT_DIR`` is ``<exp>/trials/<id>``)."""
+    """``<experiment folder>/checkpoints`` in an NNI trial.
+
+    The trial's ``NNI_OUTPUT_DIR`` lies inside the experiment folder (``<exp>/environments/local-env/trials/<id>``
+    on the local training service); the experiment folder is the ancestor named after ``NNI_EXP_ID``.
+    """
     output = os.environ.get("NNI_OUTPUT_DIR")
     if not output:
         raise ValueError("checkpoint_dir is not set and this is not an NNI trial (no NNI_OUTPUT_DIR): give "
                          "TaskConfig(checkpoint_dir=<absolute folder>)")
-    return Path(output).resolve().parents[1] / "checkpoints"
+    here = Path(output).resolve()
+    exp_id = os.environ.get("NNI_EXP_ID")
+    for folder in here.parents:
+        if exp_id and folder.name == exp_id:
+            return folder / "checkpoints"
+    return here.parents[1] / "checkpoints"
 
 
 def _process_start_time() -> float:
@@ -278,6 +287,7 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         "epochs": candidate.epochs,
         "train_on": candidate.train_on,
         "checkpoint": str(path),
+        "normalisation": {"mean": list(data.mean), "std": list(data.std)},
         "timings": clock,
     }
     if test_acc is not None:

@@ -86,6 +86,10 @@ class CandidateMutable(LabeledMutable):
     def grid(self, memo: Sample | None = None, granularity: int | None = None) -> Iterable[Any]:
         raise NotImplementedError("a morphism space cannot be enumerated; use one of nni_nas_ext's strategies")
 
+    def as_legacy_dict(self) -> dict[str, Any]:
+        """The portal's search-space view: the seed, from which every candidate grows."""
+        return {"_type": "choice", "_value": [{"grown by morphisms from seed": self.seed.architecture.to_dict()}]}
+
     def equals(self, other: Any) -> bool:
         return isinstance(other, CandidateMutable) and other.label == self.label and \
             other.seed.to_dict() == self.seed.to_dict()
