@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nni_nas_ext.atomic import atomic_write
 from nni_nas_ext.core import Architecture, build_module
 
 __all__ = ["ARCHITECTURE_FILE", "METADATA_FILE", "STATE_FILE", "TORCHSCRIPT_FILE", "export_model", "load_exported"]
@@ -33,17 +33,6 @@ ARCHITECTURE_FILE = "architecture.json"
 STATE_FILE = "state_dict.pt"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 METADATA_FILE = "export.json"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_model(architecture: Architecture, state_dict: Mapping[str, torch.Tensor], out_dir: str | os.PathLike[str],
@@ -66,16 +55,16 @@ def export_model(architecture: Architecture, state_dict: Mapping[str, torch.Tens
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         scripted = torch.jit.trace(module, example, check_trace=False)
-    _atomic_write(out / ARCHITECTURE_FILE, lambda p: Path(p).write_text(architecture.to_json(indent=1)))
+    atomic_write(out / ARCHITECTURE_FILE, lambda f: f.write(architecture.to_json(indent=1).encode()), mode=0o644)
     cpu_state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    _atomic_write(out / STATE_FILE, lambda p: torch.save(cpu_state, p))
+    atomic_write(out / STATE_FILE, lambda f: torch.save(cpu_state, f), mode=0o644)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        _atomic_write(out / TORCHSCRIPT_FILE, lambda p: torch.jit.save(scripted, p))
+        atomic_write(out / TORCHSCRIPT_FILE, lambda f: torch.jit.save(scripted, f), mode=0o644)
     meta = {"architecture_id": architecture.id, "parameters": architecture.num_parameters(),
             "macs": architecture.num_macs(), "input_shape": list(architecture.input_shape),
             "num_classes": architecture.num_classes, **dict(metadata or {})}
-    _atomic_write(out / METADATA_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=1, default=str)))
+    atomic_write(out / METADATA_FILE, lambda f: f.write(json.dumps(meta, indent=1, default=str).encode()), mode=0o644)
     return out
 
 

@@ -1,0 +1,300 @@
+"""Fix NNI 3.0's first-in-first-out parameter bug in the installed NNI (an explicit, reversible edit).
+
+The bug (field notes, bug 1; upstream issue #5726): the local training service's adapter
+``nni_node/training_service/v3/compat.js`` (class ``V3asV1``) puts the parameter of every new trial in one
+queue (``this.parameters.push``) and hands the oldest queued parameter to whichever trial process asks first
+(``this.parameters.shift()``). With ``trialConcurrency > 1`` a trial may run another trial's architecture
+while NNI records the one it meant: the web portal and ``export_top_models`` pair metrics with the wrong
+parameters.
+
+The fix allocates each parameter to the trial it was created for, with the map ``V3asV1`` already keeps for
+resumed trials (``allocatedParameters``): the parameter is stored under the trial id as soon as
+``createTrial()`` returns it, and a trial that asks before that (its process may start first) waits up to
+10 s for its own parameter instead of taking the queue's head.
+
+The edit is made only to the exact file NNI 3.0 ships (checked by SHA-256), keeps a backup next to it, is
+idempotent and reverts byte for byte. It takes effect for experiments started afterwards.
+
+Command line::
+
+    python -m nni_nas_ext.nni.nni_patch status     # or --check; exit 0 patched, 1 not patched, 2 unexpected file
+    python -m nni_nas_ext.nni.nni_patch apply
+    python -m nni_nas_ext.nni.nni_patch revert     # or --revert
+    ... [--path FILE]                              # another copy of compat.js (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nni_nas_ext.atomic import atomic_write
+
+__all__ = [
+    "EXPECTED_NNI_VERSION",
+    "ORIGINAL_SHA256",
+    "PatchError",
+    "PatchResult",
+    "PatchStatus",
+    "apply_patch",
+    "compat_js_path",
+    "main",
+    "patch_status",
+    "revert_patch",
+]
+
+EXPECTED_NNI_VERSION = "3.0"
+
+ORIGINAL_SHA256 = "9334774e798bd14efc5ccc0c78eef8d5fd14f91ead38ab71e9f468cdf9c05e99"
+"""SHA-256 of ``nni_node/training_service/v3/compat.js`` as the ``nni==3.0`` wheel installs it (its RECORD
+says ``sha256=kzR3TnmL0U78XMwMeO741f0U-R6tOKtx6fRozfnAXpk``, 9028 bytes)."""
+
+BACKUP_SUFFIX = ".nni-nas-ext-orig"
+
+# (original text, patched text): each original occurs exactly once in the file NNI 3.0 ships.
+_EDITS: tuple[tuple[str, str], ...] = (
+    # submitTrialJob(): no shared queue; a resumed trial keeps its allocation as before
+    (
+        "        if (trialId === null) {\n"
+        "            this.parameters.push(form.hyperParameters.value);\n"
+        "        }\n"
+        "        else {\n"
+        "            this.allocatedParameters.set(trialId, form.hyperParameters.value);\n"
+        "        }\n",
+        "        // nni-nas-ext patch (NNI 3.0 FIFO parameter bug): each trial gets the parameter it was created for\n"
+        "        if (trialId !== null) {\n"
+        "            this.allocatedParameters.set(trialId, form.hyperParameters.value);\n"
+        "        }\n",
+    ),
+    # submitTrialJob(): allocate the parameter to the new trial as soon as its id is known
+    (
+        "                trialId = await this.v3.createTrial(envId, this.config.trialCommand, 'trial_code', "
+        "form.sequenceId);\n",
+        "                trialId = await this.v3.createTrial(envId, this.config.trialCommand, 'trial_code', "
+        "form.sequenceId);\n"
+        "                if (trialId) {  // nni-nas-ext patch\n"
+        "                    this.allocatedParameters.set(trialId, form.hyperParameters.value);\n"
+        "                }\n",
+    ),
+    # start(): a trial that asks before createTrial() returned waits for its own parameter
+    (
+        "        this.v3.onRequestParameter(async (trialId) => {\n"
+        "            if (this.allocatedParameters.has(trialId)) {\n",
+        "        this.v3.onRequestParameter(async (trialId) => {\n"
+        "            // nni-nas-ext patch: the request may come before createTrial() has returned this trial's id\n"
+        "            for (let i = 0; i < 100 && !this.allocatedParameters.has(trialId); i++) {\n"
+        "                await (0, promises_2.setTimeout)(100);\n"
+        "            }\n"
+        "            if (this.allocatedParameters.has(trialId)) {\n",
+    ),
+)
+
+
+class PatchError(RuntimeError):
+    """The patch was refused: wrong NNI version, or a file that is neither NNI 3.0's nor its patched form."""
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    """Where a ``compat.js`` stands: ``state`` is ``"patched"``, ``"unpatched"`` or ``"unexpected"``."""
+
+    path: Path
+    state: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """What :func:`apply_patch` or :func:`revert_patch` did (``changed`` False: it was already so)."""
+
+    path: Path
+    state: str
+    changed: bool
+    message: str
+    backup: Path | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def compat_js_path() -> Path:
+    """``compat.js`` of the NNI installed in this interpreter's environment (found without importing nni)."""
+    spec = importlib.util.find_spec("nni_node")
+    if spec is None or not spec.submodule_search_locations:
+        raise PatchError("package nni_node not found: is nni installed in this environment? (pip install nni==3.0)")
+    return Path(list(spec.submodule_search_locations)[0]) / "training_service" / "v3" / "compat.js"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _unpatch_text(text: str) -> str | None:
+    """The original text if ``text`` is NNI 3.0's file with this patch applied, else None."""
+    for original, patched in _EDITS:
+        if text.count(patched) != 1:
+            return None
+        text = text.replace(patched, original)
+    return text if _sha256(text.encode("utf-8")) == ORIGINAL_SHA256 else None
+
+
+def _patch_text(text: str) -> str:
+    for original, patched in _EDITS:
+        if text.count(original) != 1:  # cannot happen for the file with ORIGINAL_SHA256
+            raise PatchError(f"expected exactly one occurrence of {original.strip().splitlines()[0]!r}")
+        text = text.replace(original, patched)
+    if _unpatch_text(text) is None:
+        raise PatchError("internal error: the patched text does not revert to the original")
+    return text
+
+
+def _check_version() -> None:
+    try:
+        version = importlib.metadata.version("nni")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise PatchError("nni is not installed in this environment; the patch is for nni==3.0") from exc
+    if version != EXPECTED_NNI_VERSION:
+        raise PatchError(f"the patch is for nni=={EXPECTED_NNI_VERSION} but nni=={version} is installed; "
+                         "it was left untouched (NNI's code may differ; check compat.js by hand)")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError as exc:
+        raise PatchError(f"{path} does not exist") from exc
+
+
+def _state(text: str) -> str:
+    if _sha256(text.encode("utf-8")) == ORIGINAL_SHA256:
+        return "unpatched"
+    if _unpatch_text(text) is not None:
+        return "patched"
+    return "unexpected"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data), mode=mode)
+
+
+_UNEXPECTED = ("{path} is neither NNI 3.0's compat.js (sha256 {original}) nor its patched form "
+               "(sha256 of this file: {actual}); nothing was changed. Reinstall nni==3.0 to get the original"
+               "{backup_hint}.")
+
+
+def _unexpected(path: Path, text: str) -> str:
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    hint = f", or restore the backup {backup}" if backup.is_file() else ""
+    return _UNEXPECTED.format(path=path, original=ORIGINAL_SHA256[:12], actual=_sha256(text.encode())[:12],
+                              backup_hint=hint)
+
+
+def patch_status(path: str | os.PathLike[str] | None = None) -> PatchStatus:
+    """Whether ``compat.js`` (default: the installed one) carries the fix."""
+    target = Path(path) if path is not None else compat_js_path()
+    text = _read(target)
+    state = _state(text)
+    if state == "patched":
+        message = f"patched: {target} allocates each parameter to its own trial (NNI 3.0 FIFO bug fixed)"
+    elif state == "unpatched":
+        message = (f"not patched: {target} is NNI 3.0's original (first-in-first-out parameters); "
+                   "run `python -m nni_nas_ext.nni.nni_patch apply`")
+    else:
+        message = "unexpected file: " + _unexpected(target, text)
+    return PatchStatus(target, state, message)
+
+
+def apply_patch(path: str | os.PathLike[str] | None = None, *, check_version: bool = True) -> PatchResult:
+    """Apply the fix to ``compat.js`` (default: the installed one); idempotent.
+
+    The original is copied to ``compat.js.nni-nas-ext-orig`` first. Experiments started afterwards use the fix.
+
+    Raises
+    ------
+    PatchError
+        NNI is not version 3.0, or the file is neither NNI 3.0's original nor already patched.
+    """
+    if check_version:
+        _check_version()
+    target = Path(path) if path is not None else compat_js_path()
+    text = _read(target)
+    state = _state(text)
+    if state == "patched":
+        return PatchResult(target, "patched", False, f"already patched: {target} (nothing to do)")
+    if state == "unexpected":
+        raise PatchError("refusing to patch: " + _unexpected(target, text))
+    patched = _patch_text(text)
+    backup = target.with_name(target.name + BACKUP_SUFFIX)
+    if not (backup.is_file() and _sha256(backup.read_bytes()) == ORIGINAL_SHA256):
+        _write_atomic(backup, text)
+    _write_atomic(target, patched)
+    return PatchResult(target, "patched", True,
+                       f"patched {target}: each trial now receives the parameter it was created for "
+                       f"(backup of the original: {backup}); restart running experiments to use it", backup)
+
+
+def revert_patch(path: str | os.PathLike[str] | None = None, *, check_version: bool = True) -> PatchResult:
+    """Restore NNI 3.0's original ``compat.js`` byte for byte; idempotent.
+
+    Raises
+    ------
+    PatchError
+        NNI is not version 3.0, or the file is neither NNI 3.0's original nor its patched form.
+    """
+    if check_version:
+        _check_version()
+    target = Path(path) if path is not None else compat_js_path()
+    text = _read(target)
+    state = _state(text)
+    if state == "unpatched":
+        return PatchResult(target, "unpatched", False, f"not patched: {target} is already NNI 3.0's original")
+    original = _unpatch_text(text)
+    if original is None:
+        raise PatchError("refusing to revert: " + _unexpected(target, text))
+    _write_atomic(target, original)
+    return PatchResult(target, "unpatched", True,
+                       f"reverted {target} to NNI 3.0's original (sha256 {ORIGINAL_SHA256[:12]}...)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nni_nas_ext.nni.nni_patch",
+        description="Fix (or undo the fix of) NNI 3.0's first-in-first-out parameter bug in the installed NNI.")
+    parser.add_argument("action", nargs="?", choices=("apply", "revert", "status"), default=None,
+                        help="apply the fix, revert it, or report the status (default: status)")
+    parser.add_argument("--revert", action="store_true", help="same as the action 'revert'")
+    parser.add_argument("--check", action="store_true",
+                        help="same as 'status'; exit code 0 patched, 1 not patched, 2 unexpected file")
+    parser.add_argument("--path", help="a compat.js to work on instead of the installed one")
+    args = parser.parse_args(argv)
+
+    requested = {a for a in (args.action, "revert" if args.revert else None, "status" if args.check else None) if a}
+    if len(requested) > 1:
+        parser.error(f"choose one action, got {sorted(requested)}")
+    action = requested.pop() if requested else "status"
+    try:
+        if action == "status":
+            status = patch_status(args.path)
+            print(status.message)
+            return {"patched": 0, "unpatched": 1}.get(status.state, 2)
+        result = apply_patch(args.path) if action == "apply" else revert_patch(args.path)
+    except PatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.message)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
