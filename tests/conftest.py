@@ -7,3 +7,44 @@ import torch
 # The tests run tiny networks on a 2-core machine. With torch's default of one thread per core, any
 # other load on the machine makes its thread pool thrash (measured here: 6x slower property tests).
 torch.set_num_threads(1)
+
+
+# --------------------------------------------------------------------------------------------------
+# One real `nnictl create` NASH experiment, shared by the end-to-end tests that read it (REST, browser)
+# --------------------------------------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A tiny NASH budget: 1 seed + 2 steps x 3 + 2 finals = 9 trials, two at a time.
+E2E_CLASS_ARGS = {
+    "n_steps": 2, "n_neighbours": 3, "n_morphisms": 3,
+    "epochs_seed": 4, "epochs_neighbour": 2, "epochs_final": 2,
+    "morphisms": ["deepen", "widen", "add_skip", "concat_skip"], "morphism_mode": "exact",
+    "dataset": "digits", "seed_widths": [4, 8, 8], "threads": 1, "seed": 1,
+}
+
+
+@pytest.fixture(scope="session")
+def nash_experiment(tmp_path_factory: pytest.TempPathFactory):
+    """A finished NASH experiment started by `nnictl create` with trialConcurrency 2, left running for reading.
+
+    Yields the harness's NnictlExperiment (REST API, logs); it is stopped at the end of the session.
+    """
+    from nnictl_harness import NnictlExperiment, experiment_config
+
+    root = tmp_path_factory.mktemp("nash-e2e")
+    config = experiment_config(
+        root, name="nash-e2e", trial_code_directory=ROOT, trial_concurrency=2, max_trial_number=30,
+        tuner={"className": "nni_nas_ext.nni.tuners.NashTuner", "codeDirectory": str(ROOT),
+               "classArgs": E2E_CLASS_ARGS},
+        maxExperimentDuration="15m")
+    with contextlib.ExitStack() as stack:
+        exp = stack.enter_context(NnictlExperiment.create(config, root))
+        status = exp.wait_for_status({"DONE", "ERROR", "STOPPED"}, timeout=600)
+        assert status == "DONE", exp.diagnostics()
+        yield exp

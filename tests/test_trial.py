@@ -161,3 +161,12 @@ def test_default_checkpoint_dir_is_inside_the_experiment_folder(monkeypatch, tmp
     monkeypatch.delenv("NNI_OUTPUT_DIR")
     with pytest.raises(ValueError, match="checkpoint_dir is not set"):
         default_checkpoint_dir()
+
+
+def test_a_rerun_of_a_trained_candidate_reports_the_stored_result_without_training(trained_seed, task, data) -> None:
+    cand, result, _ = trained_seed
+    reporter = ListReporter()
+    again = run_candidate(cand, task, reporter, data=data)
+    assert again["rerun"] is True and reporter.intermediates == []  # no epoch ran
+    assert {k: v for k, v in again.items() if k not in ("rerun", "timings")} == \
+        {k: v for k, v in result.items() if k != "timings"}

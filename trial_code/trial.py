@@ -201,6 +201,17 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     clock["data"] = round(time.time() - t, 4)
     _check_fits(arch, data)
     store = CheckpointStore(task.checkpoint_dir or default_checkpoint_dir())
+    if candidate.id in store:
+        # Already trained: NNI re-runs the trials that were running at `nnictl stop`, including ones that had
+        # finished while it stopped. Report the stored result again instead of training twice.
+        stored = store.load(candidate.id).meta.get("result")
+        if isinstance(stored, dict) and stored.get("candidate") == candidate.id:
+            _log.info("candidate %s was trained before (checkpoint %s): reporting its result again, no training",
+                      candidate.id, store.path(candidate.id))
+            result = {**stored, "rerun": True, "timings": {"total": round(time.time() - t_enter, 4),
+                                                           "process_total": round(time.time() - started, 4)}}
+            reporter.final(result)
+            return result
 
     # ---- weights: inherited from the parent (transformed) or a fresh initialisation ----------------------
     t = time.time()
@@ -264,14 +275,7 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     test_acc = evaluate(module, data.test_x.to(device), data.test_y.to(device)) if candidate.evaluate_test else None
     clock["evaluate"] = round(time.time() - t, 4)
 
-    # ---- checkpoint, then the final result -------------------------------------------------------------
-    t = time.time()
-    cpu_state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    path = store.save(candidate.id, arch, cpu_state)
-    clock["checkpoint"] = round(time.time() - t, 4)
-    clock["total"] = round(time.time() - t_enter, 4)
-    clock["process_total"] = round(time.time() - started, 4)
-
+    # ---- checkpoint (holding the result, for re-runs), then the final result ----------------------------
     result: dict[str, Any] = {
         "default": val_acc,
         "candidate": candidate.id,
@@ -286,12 +290,18 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         "start_val_acc": start_val_acc,
         "epochs": candidate.epochs,
         "train_on": candidate.train_on,
-        "checkpoint": str(path),
+        "checkpoint": str(store.path(candidate.id)),
         "normalisation": {"mean": list(data.mean), "std": list(data.std)},
         "timings": clock,
     }
     if test_acc is not None:
         result["test_acc"] = test_acc
+    t = time.time()
+    cpu_state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    store.save(candidate.id, arch, cpu_state, meta={"result": result})
+    clock["checkpoint"] = round(time.time() - t, 4)
+    clock["total"] = round(time.time() - t_enter, 4)
+    clock["process_total"] = round(time.time() - started, 4)
     _log.info("final: val acc %.4f%s; timings %s", val_acc,
               f", test acc {test_acc:.4f}" if test_acc is not None else "", clock)
     reporter.final(result)

@@ -166,11 +166,10 @@ class MorphismStrategy(Strategy):
             self.search.load_state_dict(state_dict["search"])
             self._candidates = dict(state_dict.get("candidates", {}))
             self._results = dict(state_dict.get("results", {}))
-            # Trials that were running when the experiment stopped are lost: their candidates go out again.
-            reissue = getattr(self.search, "reissue_pending", None)
-            if reissue is not None:
-                lost = reissue()
-                if lost:
-                    _log.info("resuming: %d candidate(s) had no result and will be trained again: %s",
-                              len(lost), lost)
+            # Candidates that were training when the experiment stopped are not handed out again: `nnictl resume`
+            # re-runs those trials itself (and a re-run of a finished one re-reports its stored result).
+            pending = getattr(self.search, "pending", [])
+            if pending:
+                _log.info("restored with %d candidate(s) in training at the stop (NNI re-runs their trials): %s",
+                          len(pending), pending)
             self.mismatches = [tuple(m) for m in state_dict.get("mismatches", [])]  # type: ignore[misc]

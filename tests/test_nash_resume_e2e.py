@@ -1,0 +1,48 @@
+"""End to end: a NASH search stopped with `nnictl stop` and continued with `nnictl resume`.
+
+After the resume the search goes on from its saved state: no candidate that finished before the stop is
+trained again, children still inherit their parents' weights, and the search ends DONE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import E2E_CLASS_ARGS, ROOT
+from nnictl_harness import NnictlExperiment, experiment_config
+
+from nni_nas_ext.results import SearchResults, decode_metric
+
+pytestmark = pytest.mark.e2e
+
+
+def _finished_candidates(exp: NnictlExperiment, *, trained_only: bool = False) -> list[str]:
+    """Candidates of the final results (with ``trained_only``: not the re-reports of NNI's re-runs)."""
+    finals = [decode_metric(m["data"]) for m in exp.metric_data() if m["type"] == "FINAL"]
+    return [f.get("candidate") for f in finals if not (trained_only and f.get("rerun"))]
+
+
+def test_stop_then_resume_continues_without_retraining(tmp_path: Path) -> None:
+    config = experiment_config(
+        tmp_path, name="nash-resume", trial_code_directory=ROOT, trial_concurrency=2, max_trial_number=30,
+        tuner={"className": "nni_nas_ext.nni.tuners.NashTuner", "codeDirectory": str(ROOT),
+               "classArgs": {**E2E_CLASS_ARGS, "seed": 2}},
+        maxExperimentDuration="15m")
+    with NnictlExperiment.create(config, tmp_path) as exp:
+        # stop in the middle of step 1: the seed and at least one child are done
+        exp.wait_until(lambda e: len(_finished_candidates(e)) >= 3, timeout=300, what="3 finished trials")
+        before = set(_finished_candidates(exp))
+        exp.stop()
+        exp.resume()
+        status = exp.wait_for_status({"DONE", "ERROR"}, timeout=600)
+        assert status == "DONE", exp.diagnostics()
+        finals = _finished_candidates(exp, trained_only=True)
+        results = SearchResults.from_metric_data(exp.metric_data())
+
+    assert len(finals) == len(set(finals)), f"a candidate was trained twice: {sorted(finals)}"
+    assert before <= set(finals)  # (NNI re-runs the trials running at the stop; a finished one only re-reports)
+    assert results.winner_final is not None and results.seed_final is not None  # the search reached its end
+    for child in (r for r in results.results.values() if r["role"] == "child"):
+        assert child["preservation_error"] < 1e-5
+    assert len(results.by_role("child")) == 2 * 2
