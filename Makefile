@@ -78,8 +78,11 @@ browser:
 	  echo ">> could not install chromium; the browser test will fail: run 'sudo apt-get install chromium'"; \
 	else echo ">> /usr/bin/chromium missing: run 'sudo apt-get install chromium' for the portal's browser test"; fi
 
+# Screenshots of the portal (browser test) land in tests/output/ (not committed).
+ARTIFACTS ?= $(CURDIR)/tests/output
+
 test: venv nni-fix browser
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 # The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner.
 demo: venv nni-fix

@@ -1,0 +1,202 @@
+"""The NNI web portal of a finished NASH experiment, read in a real browser as a person reads it.
+
+Debian's Chromium (``/usr/bin/chromium``, never a browser downloaded by Playwright) opens the portal of the
+session fixture ``nash_experiment`` (tests/conftest.py: a real ``nnictl create`` run, 9 trials, all
+SUCCEEDED). Everything asserted comes from the RENDERED pages; the REST API only says what to expect.
+
+- Overview (``/oview``): the experiment, DONE, 9 succeeded trials, the best metric, and the top-trials table
+  with every trial id and its default validation accuracy.
+- Trials detail (``/detail``): one row per trial, SUCCEEDED, its accuracy as ``0.857639 (FINAL)``; the best
+  trial's row expanded shows its parameters, where the architecture NNI recorded for it is visible: the
+  candidate id and every node id of its graph (``conv1``, ...).
+
+Full-page screenshots of both pages are written to the test's tmp folder and, when the environment variable
+``NNI_NAS_EXT_ARTIFACTS`` names a folder, copied there too (the paths are printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError as exc:  # a collection error would hide what to do; fail in the test instead
+    _PLAYWRIGHT_ERROR: ImportError | None = exc
+else:
+    _PLAYWRIGHT_ERROR = None
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: ENVIRONMENT.md, "Testing as a person would": without the networking flags Chromium's connections are refused
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: the longest wait for anything the portal renders (it polls the REST API; rendering takes ~1 s here)
+TIMEOUT_MS = 20_000
+N_TRIALS = 1 + 2 * 3 + 2  # conftest.E2E_CLASS_ARGS: 1 seed + n_steps x n_neighbours + 2 finals
+
+
+def portal_accuracy(value: float) -> str:
+    """A metric as the portal prints it: JavaScript ``x.toFixed(6)``, trailing zeros and dot stripped
+    (``formatAccuracy`` in NNI's webui). ``toFixed`` rounds the exact binary value half up."""
+    text = str(Decimal(value).quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP))
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _candidate_in(value: Any) -> dict[str, Any] | None:
+    """The candidate dict (id + architecture) inside a trial's parameters as NNI recorded them."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if isinstance(value, dict):
+        if {"id", "architecture"} <= set(value) and isinstance(value["architecture"], dict):
+            return value
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            found = _candidate_in(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _only_loopback(route) -> None:
+    """The portal asks CDNs for its icon font; nothing leaves the machine (ENVIRONMENT.md)."""
+    host = urlsplit(route.request.url).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1") or route.request.url.startswith(("data:", "blob:")):
+        route.continue_()
+    else:
+        route.abort()
+
+
+#: true once the portal's echarts canvases hold drawn points (bluish pixels) and that count stopped changing
+#: between two polls: the charts animate in, and a screenshot taken earlier shows empty axes
+_CHARTS_DRAWN = """() => {
+    let drawn = 0;
+    for (const canvas of document.querySelectorAll('canvas')) {
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        for (let i = 0; i < data.length; i += 4) if (data[i + 3] > 0 && data[i + 2] - data[i] > 60) drawn++;
+    }
+    const stable = drawn > 0 && drawn === window.__portalTestDrawn;
+    window.__portalTestDrawn = drawn;
+    return stable;
+}"""
+
+
+def _save(page: Page, tmp_path: Path, name: str) -> Path:
+    page.wait_for_function(_CHARTS_DRAWN, polling=250, timeout=TIMEOUT_MS)
+    page.evaluate("window.scrollTo(0, 0)")  # the portal's header is fixed: a scrolled full page shows it mid-way
+    path = tmp_path / f"portal-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    artifacts = os.environ.get("NNI_NAS_EXT_ARTIFACTS", "").strip()
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        copied = Path(shutil.copy2(path, Path(artifacts) / path.name))
+        print(f"screenshot: {copied}")
+    return path
+
+
+def _tree_item(scope, page: Page, key: str):
+    """The items of the portal's JSON tree (react-json-tree) whose own label is ``key:``."""
+    return scope.locator("li").filter(has=page.locator(":scope > label", has_text=re.compile(rf"^{re.escape(key)}:$")))
+
+
+def test_the_portal_shows_the_trials_their_accuracies_and_an_architecture(nash_experiment, tmp_path) -> None:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: the portal's browser test drives Debian's Chromium. "
+                    "Run `make browser` (as root) or `sudo apt-get install chromium`; "
+                    "never `playwright install`.")
+    if _PLAYWRIGHT_ERROR is not None:
+        pytest.fail(f"playwright is not importable ({_PLAYWRIGHT_ERROR}): "
+                    "run `make venv` (pip install -c requirements/lock.txt -e '.[test]').")
+
+    # what to expect, from NNI's own records
+    trials = nash_experiment.trial_jobs()
+    assert len(trials) == N_TRIALS and {t["status"] for t in trials} == {"SUCCEEDED"}, nash_experiment.diagnostics()
+    finals = nash_experiment.final_metrics()
+    accuracy = {t["trialJobId"]: finals[t["trialJobId"]]["default"] for t in trials}
+    best = max(accuracy, key=accuracy.__getitem__)
+    candidate = _candidate_in(nash_experiment.trial_parameters()[best])
+    assert candidate is not None and candidate["id"] == finals[best]["candidate"], (best, candidate)
+    node_ids = [node["id"] for node in candidate["architecture"]["nodes"]]
+    assert "conv1" in node_ids, node_ids
+    base = f"http://127.0.0.1:{nash_experiment.port}"
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1920, "height": 1080})
+        try:
+            context.set_default_timeout(TIMEOUT_MS)
+            context.route("**/*", _only_loopback)
+            page = context.new_page()
+            page_errors: list[str] = []
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+
+            # ---- overview: the experiment and its top trials ------------------------------------------
+            page.goto(f"{base}/oview")
+            expect(page.get_by_role("heading", name="nash-e2e")).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.get_by_text(nash_experiment.exp_id, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.locator(".status-text")).to_have_text("DONE", timeout=TIMEOUT_MS)
+            best_metric = page.locator(".bestMetric")  # the big number above "Best metric"
+            expect(best_metric).to_contain_text("Best metric", timeout=TIMEOUT_MS)
+            expect(best_metric.locator(".focus-text")).to_have_text(portal_accuracy(accuracy[best]))
+            expect(page.get_by_text(f"{N_TRIALS}/{N_TRIALS}", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+            top_rows = page.locator('[data-automationid="DetailsRow"]')
+            expect(top_rows).to_have_count(N_TRIALS, timeout=TIMEOUT_MS)  # "Top trials": 10 shown, 9 exist
+            for trial_id, value in accuracy.items():
+                row = top_rows.filter(has_text=trial_id)
+                expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+                expect(row).to_contain_text("SUCCEEDED")
+                expect(row.get_by_text(portal_accuracy(value), exact=True)).to_be_visible()
+            _save(page, tmp_path, "overview")
+
+            # ---- trials detail: every trial, its final accuracy; the best one's architecture ----------
+            page.goto(f"{base}/detail")
+            expect(page.get_by_text("Trial jobs", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+            rows = page.locator('#tableList [data-automationid="DetailsRow"]')
+            expect(rows).to_have_count(N_TRIALS, timeout=TIMEOUT_MS)
+            for trial_id, value in accuracy.items():
+                row = rows.filter(has_text=trial_id)
+                expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+                expect(row).to_contain_text("SUCCEEDED")
+                expect(row).to_contain_text(f"{portal_accuracy(value)} (FINAL)")
+
+            # a person clicks the chevron of the best trial's row: its Parameters tab opens
+            rows.filter(has_text=best).locator('[data-icon-name="ChevronRight"]').click()
+            details = page.locator("#tableList .openRow")
+            expect(details).to_have_count(1, timeout=TIMEOUT_MS)
+            expect(details.get_by_role("tab", name=re.compile("Parameters"))).to_be_visible()
+            sample = _tree_item(details, page, "sample")
+            expect(sample).to_have_count(1, timeout=TIMEOUT_MS)
+            architecture = _tree_item(sample, page, "architecture").first  # {id, architecture: {nodes...}}
+            expect(architecture).to_be_visible()
+            expect(_tree_item(architecture, page, "id").first).to_have_text(f'id:"{candidate["id"]}"')
+            nodes = _tree_item(architecture, page, "nodes")
+            expect(nodes).to_have_count(1)
+            shown_ids = [text.removeprefix("id:").strip('"')
+                         for text in _tree_item(nodes, page, "id").all_text_contents()]
+            assert shown_ids == node_ids, (shown_ids, node_ids)
+            expect(nodes).to_contain_text('id:"conv1"')
+            # fold what is not the architecture (the pickled seed, the training task), as a reader would
+            for key in ("model_kwargs", "evaluator"):
+                _tree_item(details, page, key).locator(":scope > label").click()
+                expect(_tree_item(details, page, key).locator(":scope > ul > li")).to_have_count(0)
+            expect(architecture).to_be_visible()
+            _save(page, tmp_path, "detail")
+
+            assert not page_errors, page_errors
+        finally:
+            context.close()
