@@ -1,4 +1,7 @@
-"""The README's Python examples run as written (a stale example is a bug report waiting to happen)."""
+"""The README's ```python examples run as written (a stale example is a bug report waiting to happen).
+
+Blocks fenced as ```py are illustrations that need a running experiment or files (not run here).
+"""
 
 from __future__ import annotations
 
