@@ -19,7 +19,7 @@ from typing import Any
 from nni.nas.experiment import NasExperiment, NasExperimentConfig
 from nni.nas.experiment.config import SequentialEngineConfig
 
-from nni_nas_ext.nni.nash import build_nash
+from nni_nas_ext.nni.search import build_nash
 
 SETTINGS: dict[str, Any] = {
     "dataset": "digits",

@@ -17,27 +17,40 @@ from typing import Any
 
 from .bridge import BridgeClassArgsValidator, StrategyBridge
 
-__all__ = ["TUNERS", "NashClassArgsValidator", "NashTuner", "register_all"]
+__all__ = ["TUNERS", "NashClassArgsValidator", "NashTuner", "SearchClassArgsValidator", "SearchTuner", "register_all"]
 
 
-class NashClassArgsValidator(BridgeClassArgsValidator):
-    """Validates NASH ``classArgs`` (search, task and seed settings; see :mod:`nni_nas_ext.nni.nash`)."""
+class SearchClassArgsValidator(BridgeClassArgsValidator):
+    """Validates the ``classArgs`` of one of our searches (strategy, task and seed settings)."""
+
+    strategy: str = ""
 
     def validate(self, class_args: dict[str, Any]) -> None:
-        from .nash import split_settings
+        from .search import split_settings
 
-        split_settings(class_args)
+        split_settings(class_args, self.strategy)
 
 
-class NashTuner(StrategyBridge):
-    """NASH hill climbing (Elsken, Metzen, Hutter 2017) under nnictl, children inheriting their parents' weights."""
+class SearchTuner(StrategyBridge):
+    """A bridge that runs the search named :attr:`strategy` (:data:`nni_nas_ext.strategies.STRATEGIES`)."""
 
-    class_args_validator = NashClassArgsValidator
+    strategy: str = ""
 
     def build(self, class_args: dict[str, Any]) -> tuple[Any, Any, Any]:
-        from .nash import build_nash
+        from .search import build_search
 
-        return build_nash(class_args)
+        return build_search(self.strategy, class_args)
+
+
+class NashClassArgsValidator(SearchClassArgsValidator):
+    strategy = "nash"
+
+
+class NashTuner(SearchTuner):
+    """NASH hill climbing (Elsken, Metzen, Hutter 2017) under nnictl, children inheriting their parents' weights."""
+
+    strategy = "nash"
+    class_args_validator = NashClassArgsValidator
 
 
 #: builtin name -> (bridge class, classArgs validator), registered by ``python -m nni_nas_ext setup``.

@@ -1,10 +1,11 @@
-"""NASH hill climbing (Elsken, Metzen, Hutter 2017) wired into NNI: settings, space, evaluator, strategy.
+"""Our searches wired into NNI by name: settings, model space, evaluator, strategy.
 
-:func:`build_nash` turns one flat mapping of settings (NNI's ``classArgs``, or keyword arguments in a
-notebook) into the three things ``nni.nas`` needs. The keys are those of three typed configurations, and
-each key belongs to exactly one of them:
+:func:`build_search` turns a strategy name (:data:`nni_nas_ext.strategies.STRATEGIES`) and one flat mapping of
+settings (NNI's ``classArgs``, or keyword arguments in a notebook) into the three things ``nni.nas`` needs;
+:func:`build_nash` is it for NASH. The keys are those of three typed configurations (a key that two of them
+share, ``seed``, goes to both):
 
-* :class:`~nni_nas_ext.strategies.nash.NashConfig` -- the search (steps, neighbours, morphisms, epochs...);
+* the strategy's configuration, e.g. :class:`~nni_nas_ext.strategies.nash.NashConfig` (steps, neighbours...);
 * :class:`~nni_nas_ext.trial_code.trial.TaskConfig` -- the trials (dataset, optimiser, checkpoints...);
 * :class:`SeedConfig` -- the seed network.
 
@@ -21,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nni_nas_ext.core import Architecture
+from nni_nas_ext.core.errors import unknown_name
 from nni_nas_ext.search_spaces import create_seed
-from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
-from nni_nas_ext.strategies.nash import HillClimbing, NashConfig
+from nni_nas_ext.strategies import STRATEGIES
+from nni_nas_ext.strategies.config import Config, ConfigError, describe_config, option, parse_config
 
-__all__ = ["SeedConfig", "build_nash", "nash_settings", "split_settings"]
+__all__ = ["SeedConfig", "build_nash", "build_search", "search_settings", "split_settings"]
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,22 @@ class SeedConfig(Config):
                            width=self.seed_width, stages=stages)
 
 
-_CONFIGS = (NashConfig, SeedConfig)
-
-
 def _task_config() -> type[Config]:
     from nni_nas_ext.trial_code.trial import TaskConfig  # torch-heavy: imported when needed
 
     return TaskConfig
 
 
-def split_settings(settings: Mapping[str, Any] | None) -> tuple[NashConfig, Config, SeedConfig]:
-    """Validate a flat mapping of settings into (search, task, seed) configurations."""
+def _strategy(name: str) -> tuple[type[Config], type[Any]]:
+    if name not in STRATEGIES:
+        raise ValueError(unknown_name("strategy", name, list(STRATEGIES)))
+    return STRATEGIES[name]
+
+
+def split_settings(settings: Mapping[str, Any] | None, strategy: str = "nash") -> tuple[Config, Config, SeedConfig]:
+    """Validate a flat mapping of settings into (strategy, task, seed) configurations."""
     settings = dict(settings or {})
-    classes = (NashConfig, _task_config(), SeedConfig)
+    classes = (_strategy(strategy)[0], _task_config(), SeedConfig)
     owners: dict[str, list[type]] = {}
     for cls in classes:
         for f in dataclasses.fields(cls):
@@ -82,19 +87,18 @@ def split_settings(settings: Mapping[str, Any] | None) -> tuple[NashConfig, Conf
                               value=value)
         for cls in owners[key]:  # "seed" seeds both the search and the trials
             parts[cls][key] = value
-    nash, task, seed = (parse_config(cls, parts[cls]) for cls in classes)
-    return nash, task, seed  # type: ignore[return-value]
+    search, task, seed = (parse_config(cls, parts[cls]) for cls in classes)
+    return search, task, seed  # type: ignore[return-value]
 
 
-def nash_settings() -> list[tuple[str, str, str, str, str]]:
+def search_settings(strategy: str = "nash") -> list[tuple[str, str, str, str, str]]:
     """Every setting as (name, type, default, range, doc), for the README and ``--help``."""
-    from nni_nas_ext.strategies.config import describe_config
+    classes = (_strategy(strategy)[0], _task_config(), SeedConfig)
+    return [tuple(row) for cls in classes for row in describe_config(cls)]  # type: ignore[misc]
 
-    return [tuple(row) for cls in (NashConfig, _task_config(), SeedConfig) for row in describe_config(cls)]  # type: ignore[misc]
 
-
-def build_nash(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
-    """``(model_space, evaluator, strategy)`` for a NASH search with these settings.
+def build_search(strategy: str, settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
+    """``(model_space, evaluator, strategy)`` for the search named ``strategy`` with these settings.
 
     Loads the dataset once (to size the seed network, and so that missing data stops the search at once
     with the message that says where it looked).
@@ -105,8 +109,13 @@ def build_nash(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
     from .space import MorphismModelSpace
     from .strategy import MorphismStrategy
 
-    nash, task, seed_config = split_settings(settings)
+    config, task, seed_config = split_settings(settings, strategy)
     data = load_dataset(task.dataset_spec())  # type: ignore[attr-defined]
     seed = seed_config.build(data.input_shape, data.num_classes)
-    search = HillClimbing(seed, nash)
+    search = _strategy(strategy)[1](seed, config)
     return MorphismModelSpace(seed), make_evaluator(task.to_dict()), MorphismStrategy(search)
+
+
+def build_nash(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
+    """NASH hill climbing (Elsken, Metzen, Hutter 2017): :func:`build_search` ``("nash", settings)``."""
+    return build_search("nash", settings)
