@@ -17,10 +17,12 @@ from nni_nas_ext.core.errors import unknown_name
 from .base import SearchStrategy
 from .candidate import ROLES, TRAIN_ON, Candidate, candidate_id
 from .config import Config, ConfigError, ConfigRow, describe_config, option, parse_config
+from .eas import EasConfig, EasSearch, RandomNet2Net
 from .nash import HillClimbing, NashConfig
 
 __all__ = [
-    "ROLES", "STRATEGIES", "TRAIN_ON", "Candidate", "Config", "ConfigError", "ConfigRow", "HillClimbing",
+    "ROLES", "STRATEGIES", "TRAIN_ON", "Candidate", "Config", "ConfigError", "ConfigRow", "EasConfig", "EasSearch",
+    "HillClimbing", "RandomNet2Net",
     "NashConfig", "SearchStrategy", "candidate_id", "create_strategy", "describe_config", "describe_strategy",
     "list_strategies", "option", "parse_config",
 ]
@@ -28,6 +30,8 @@ __all__ = [
 #: Every strategy by name: (configuration class, strategy class). A literal dict: nothing registers itself.
 STRATEGIES: dict[str, tuple[type[Config], type[Any]]] = {
     "nash": (NashConfig, HillClimbing),
+    "eas": (EasConfig, EasSearch),
+    "net2net_random": (EasConfig, RandomNet2Net),
 }
 
 

@@ -9,10 +9,10 @@ import yaml
 from nni.experiment.config import ExperimentConfig
 
 from nni_nas_ext.cli import _check_config
-from nni_nas_ext.nni.tuners import TUNERS, NashClassArgsValidator
+from nni_nas_ext.nni.tuners import TUNERS
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = [ROOT / "config.yml", ROOT / "examples" / "fashion-mnist.yml"]
+CONFIGS = [ROOT / "config.yml", *sorted((ROOT / "examples").glob("*.yml"))]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -20,9 +20,13 @@ def test_config_is_an_nni_config_naming_our_tuner(path: Path) -> None:
     data = yaml.safe_load(path.read_text())
     ExperimentConfig(**data)  # NNI's own schema (raises on an unknown or mistyped field)
     assert data["tuner"]["name"] in TUNERS
-    NashClassArgsValidator().validate(data["tuner"]["classArgs"])
+    TUNERS[data["tuner"]["name"]][1]().validate(data["tuner"]["classArgs"])
     assert data["trialConcurrency"] >= 2 and data["trainingService"]["platform"] == "local"
     assert _check_config(path) is None
+
+
+def test_every_example_config_is_checked() -> None:
+    assert len(CONFIGS) >= 4 and all(p.is_file() for p in CONFIGS)
 
 
 def test_a_bad_class_arg_is_refused_before_nnictl_runs(tmp_path: Path) -> None:

@@ -17,45 +17,75 @@ from typing import Any
 
 from .bridge import BridgeClassArgsValidator, StrategyBridge
 
-__all__ = ["TUNERS", "NashClassArgsValidator", "NashTuner", "SearchClassArgsValidator", "SearchTuner", "register_all"]
+__all__ = [
+    "TUNERS", "EasClassArgsValidator", "EasTuner", "NashClassArgsValidator", "NashTuner", "Net2NetRandomClassArgsValidator",
+    "Net2NetRandomTuner", "SearchClassArgsValidator", "SearchTuner", "register_all",
+]
 
 
 class SearchClassArgsValidator(BridgeClassArgsValidator):
     """Validates the ``classArgs`` of one of our searches (strategy, task and seed settings)."""
 
-    strategy: str = ""
+    search_name: str = ""
 
     def validate(self, class_args: dict[str, Any]) -> None:
         from .search import split_settings
 
-        split_settings(class_args, self.strategy)
+        split_settings(class_args, self.search_name)
 
 
 class SearchTuner(StrategyBridge):
-    """A bridge that runs the search named :attr:`strategy` (:data:`nni_nas_ext.strategies.STRATEGIES`)."""
+    """A bridge that runs the search named :attr:`search_name` (:data:`nni_nas_ext.strategies.STRATEGIES`).
 
-    strategy: str = ""
+    (Not ``strategy``: the bridge keeps the ``nni.nas`` strategy it hosts under that name.)
+    """
+
+    search_name: str = ""
 
     def build(self, class_args: dict[str, Any]) -> tuple[Any, Any, Any]:
         from .search import build_search
 
-        return build_search(self.strategy, class_args)
+        return build_search(self.search_name, class_args)
 
 
 class NashClassArgsValidator(SearchClassArgsValidator):
-    strategy = "nash"
+    search_name = "nash"
 
 
 class NashTuner(SearchTuner):
     """NASH hill climbing (Elsken, Metzen, Hutter 2017) under nnictl, children inheriting their parents' weights."""
 
-    strategy = "nash"
+    search_name = "nash"
     class_args_validator = NashClassArgsValidator
+
+
+class EasClassArgsValidator(SearchClassArgsValidator):
+    search_name = "eas"
+
+
+class EasTuner(SearchTuner):
+    """EAS (Cai et al. 2018): an RL meta-controller growing networks by Net2Net actions, under nnictl."""
+
+    search_name = "eas"
+    class_args_validator = EasClassArgsValidator
+
+
+class Net2NetRandomClassArgsValidator(SearchClassArgsValidator):
+    search_name = "net2net_random"
+
+
+class Net2NetRandomTuner(SearchTuner):
+    """EAS's episodes with uniformly random Net2Net actions: the baseline that measures the controller."""
+
+    search_name = "net2net_random"
+    class_args_validator = Net2NetRandomClassArgsValidator
 
 
 #: builtin name -> (bridge class, classArgs validator), registered by ``python -m nni_nas_ext setup``.
 TUNERS: dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]] = {
     "NashHillClimbing": (NashTuner, NashClassArgsValidator),
+    "EAS": (EasTuner, EasClassArgsValidator),
+    "Net2NetRandom": (Net2NetRandomTuner, Net2NetRandomClassArgsValidator),
 }
 
 
