@@ -93,11 +93,11 @@ import torch
 from nni_nas_ext.core.architecture import Architecture, Lineage, Step
 from nni_nas_ext.core.morphisms import WIDTHS, Deepen, Widen
 
-from .candidate import Candidate, candidate_id
+from ._bookkeeping import _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _json_copy, _require_architecture
+from .candidate import Candidate
 from .config import Config, ConfigError, option, parse_config
 from .eas_controller import ControllerConfig, DeeperAction, EasController, Trajectory, WiderAction
 from .eas_controller import Step as ActorCall
-from .nash import _accuracy, _json_copy
 
 __all__ = [
     "EasConfig", "EasSearch", "LayerSequence", "RandomNet2Net", "deeper_blocks",
@@ -108,8 +108,8 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
-# Phases of the search.
-_SEED, _EPISODE, _FINAL, _DONE, _FAILED = "seed", "episode", "final", "done", "failed"
+# Phases of the search (seed, final, done and failed are the ledger's).
+_EPISODE = "episode"
 
 #: Operators that are EAS layers (tokens), and those of them that are pooling layers.
 _LAYER_OPS = frozenset({"conv", "linear"})
@@ -417,104 +417,51 @@ class _RandomPolicy:
 # --------------------------------------------------------------------------------------------------
 
 
-class _EpisodeSearch:
+class _EpisodeSearch(CandidateLedger):
     """The episode loop shared by :class:`EasSearch` and :class:`RandomNet2Net`; a policy supplies the actions."""
 
     strategy_name: ClassVar[str] = ""
+    state_version: ClassVar[int] = STATE_VERSION
+    config_class: ClassVar[type[Config]] = EasConfig
+    phases: ClassVar[tuple[str, ...]] = (_SEED, _EPISODE, _FINAL, _DONE, _FAILED)
+    generation_key: ClassVar[str] = "episode"
+    logger: ClassVar[logging.Logger] = logger
+    config: EasConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.log_name = cls.state_format = cls.strategy_name  # the name is the state's format and the log prefix
 
     def __init__(self, seed_architecture: Architecture, config: Union[EasConfig, Mapping[str, Any], None],
                  policy: _Policy) -> None:
-        if not isinstance(seed_architecture, Architecture):
-            raise TypeError(f"seed_architecture must be an Architecture, but got {type(seed_architecture).__name__}")
-        self.config: EasConfig = _eas_config(config)
-        self.seed_architecture = seed_architecture.with_lineage(None)
+        _require_architecture(seed_architecture)
+        super().__init__(seed_architecture, _eas_config(config))
         self._policy = policy
         self._widths = widths_up_to(self.config.max_width)
         self._widen = Widen(mode=self.config.morphism_mode, widths=self._widths)
-        self._rng = np.random.default_rng(self.config.seed)
-        self._candidates: dict[str, Candidate] = {}
-        self._results: dict[str, dict[str, Any]] = {}
-        self._failures: dict[str, str] = {}
-        self._unasked: list[str] = []
-        self._serial = 0
-        self._phase = _SEED
         self._episode = 0
         self._round: list[str] = []  # candidate ids of the current phase (seed, episode or final)
         self._episodes: list[dict[str, Any]] = []
         self._cache: dict[str, str] = {}  # architecture id -> the candidate whose result it gets
         self._best: str | None = None
-        self._notes: list[str] = []
-        self._failure_reason: str | None = None
-        seed = self._propose(self.seed_architecture, parent=None, epochs=self.config.epochs_start, role="seed")
-        self._seed_id = seed.id
+        seed = self._propose_seed(self.config.epochs_start)
         self._cache[seed.architecture.id] = seed.id
         self._round = [seed.id]
 
     # ---- the SearchStrategy interface -------------------------------------------------------------
 
-    def ask(self) -> list[Candidate]:
-        """Candidates not returned before, in proposal order; ``[]`` while an episode is being trained."""
-        out = [self._candidates[cid] for cid in self._unasked]
-        self._unasked = []
-        return out
-
-    def tell(self, candidate_id: str, result: Mapping[str, Any] | None, *, failure: str | None = None) -> bool:
-        """Record a candidate's final result (``result["default"]`` = validation accuracy) or its failure.
-
-        A result whose ``"failed"`` key is set, or without a finite ``"default"``, counts as a failure.
-        Returns ``False`` (with a warning, never raising) for an unknown candidate, a second report for the
-        same one, or a result naming another candidate.
-        """
-        name = self.strategy_name
-        if not isinstance(candidate_id, str) or candidate_id not in self._candidates:
-            logger.warning("%s: ignoring a result for unknown candidate %r", name, candidate_id)
-            return False
-        if self._told(candidate_id):
-            logger.warning("%s: ignoring a second result for candidate %s", name, candidate_id)
-            return False
-        if isinstance(result, Mapping) and result.get("candidate") not in (None, candidate_id):
-            logger.warning("%s: ignoring a result for %s that names candidate %r", name, candidate_id,
-                           result.get("candidate"))
-            return False
-        reason = _failure_of(result, failure)
-        if reason is None:
-            self._results[candidate_id] = _json_copy(result)
-        else:
-            logger.warning("%s: candidate %s failed: %s", name, candidate_id, reason)
-            self._failures[candidate_id] = reason
-        if candidate_id in self._unasked:  # told before it was asked for: never hand it out
-            self._unasked.remove(candidate_id)
-        if all(self._told(cid) for cid in self._round):
-            self._close_round()
-        return True
-
-    @property
-    def finished(self) -> bool:
-        return self._phase in (_DONE, _FAILED)
-
     def state_dict(self) -> dict[str, Any]:
         """Everything, as plain JSON: config, candidates, results, cache, episodes, generators, policy state."""
         return {
-            "format": self.strategy_name,
-            "version": STATE_VERSION,
-            "config": self.config.to_dict(),
-            "seed_architecture": self.seed_architecture.to_dict(),
-            "rng": _json_copy(self._rng.bit_generator.state),
+            **self._state_head(),
             "policy": self._policy.state_dict(),
-            "candidates": [c.to_dict() for c in self._candidates.values()],
-            "results": _json_copy(self._results),
-            "failures": dict(self._failures),
-            "unasked": list(self._unasked),
-            "serial": self._serial,
-            "phase": self._phase,
+            **self._state_ledger(),
             "episode": self._episode,
             "round": list(self._round),
             "episodes": _json_copy(self._episodes),
             "cache": dict(self._cache),
             "best": self._best,
-            "seed_candidate": self._seed_id,
-            "notes": list(self._notes),
-            "failure_reason": self._failure_reason,
+            **self._state_tail(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -528,48 +475,19 @@ class _EpisodeSearch:
         ValueError
             Naming the mismatch or the malformed entry.
         """
-        name = self.strategy_name
-        if not isinstance(state, Mapping) or state.get("format") != name:
-            found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-            raise ValueError(f"not a {name} state: expected 'format': {name!r}, but got {found!r}")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"{name} state version {state.get('version')!r} is not the supported {STATE_VERSION}")
-        config = parse_config(EasConfig, state.get("config"))
-        if config != self.config:
-            diff = sorted(k for k, v in config.to_dict().items() if self.config.to_dict()[k] != v)
-            raise ValueError(f"the state was saved with another configuration (keys {diff} differ); "
-                             f"use {type(self).__name__}.from_state_dict(state)")
-        seed = Architecture.from_dict(state.get("seed_architecture"))
-        if seed.id != self.seed_architecture.id:
-            raise ValueError(f"the state was saved for seed architecture {seed.id}, not {self.seed_architecture.id}")
-        try:
-            by_id = {c.id: c for c in (Candidate.from_dict(c) for c in state["candidates"])}
-            new = {
-                "_candidates": by_id,
-                "_results": {str(k): dict(v) for k, v in state["results"].items()},
-                "_failures": {str(k): str(v) for k, v in state["failures"].items()},
-                "_unasked": [str(c) for c in state["unasked"]],
-                "_round": [str(c) for c in state["round"]],
-                "_episodes": [dict(e) for e in state["episodes"]],
-                "_cache": {str(k): str(v) for k, v in state["cache"].items()},
-                "_serial": int(state["serial"]), "_phase": state["phase"], "_episode": int(state["episode"]),
-                "_best": state["best"], "_seed_id": state["seed_candidate"],
-                "_notes": [str(n) for n in state["notes"]], "_failure_reason": state["failure_reason"],
-            }
-            referred = (set(new["_results"]) | set(new["_failures"]) | set(new["_unasked"]) | set(new["_round"])
-                        | set(new["_cache"].values()))
-            unknown = sorted(referred - set(by_id))
-            if unknown:
-                raise ValueError(f"candidates {unknown[:3]} are referred to but not listed")
-            if new["_phase"] not in (_SEED, _EPISODE, _FINAL, _DONE, _FAILED):
-                raise ValueError(f"unknown phase {new['_phase']!r}")
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state["rng"]
-            new["_rng"] = rng
-            self._policy.load_state_dict(state["policy"])
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed {name} state: {type(exc).__name__}: {exc}") from None
-        self.__dict__.update(new)
+        self._load_state(state)
+
+    def _load_extra(self, state: Mapping[str, Any], new: dict[str, Any]) -> set[str]:
+        new.update({
+            "_round": [str(c) for c in state["round"]],
+            "_episodes": [dict(e) for e in state["episodes"]],
+            "_cache": {str(k): str(v) for k, v in state["cache"].items()},
+            "_episode": int(state["episode"]), "_best": state["best"],
+        })
+        return set(new["_round"]) | set(new["_cache"].values())
+
+    def _load_finish(self, state: Mapping[str, Any], new: dict[str, Any]) -> None:
+        self._policy.load_state_dict(state["policy"])
 
     def summary(self) -> dict[str, Any]:
         """Status, seed and winner figures, the winner's lineage, per-episode history with rewards, failures.
@@ -577,87 +495,29 @@ class _EpisodeSearch:
         All plain JSON. ``val_acc`` is a result's ``"default"``; ``test_acc`` comes from the final
         trainings. The winner is the best net so far while running.
         """
-        status = {_FAILED: "failed", _DONE: "finished"}.get(self._phase, "running")
-        finals = {c.role: cid for cid, c in self._candidates.items() if c.role in ("final", "seed_final")}
-        winner = None
-        if self._best is not None:
-            winner = self._figures(self._best, finals.get("final"))
-            generations = self._ancestry(self._best)
-            winner["lineage"] = [d for g in generations for d in g.pop("describe")]
-            winner["generations"] = generations
-        return {
-            "strategy": self.strategy_name,
-            "status": status,
-            "reason": self._failure_reason,
-            "episode": self._episode,
-            "episodes": self.config.episodes,
-            "seed": self._figures(self._seed_id, finals.get("seed_final")),
-            "winner": winner,
-            "history": [self._episode_summary(e) for e in self._episodes],
-            "failures": [{"candidate": cid, "role": self._candidates[cid].role, "step": self._candidates[cid].step,
-                          "reason": reason} for cid, reason in self._failures.items()],
-            "notes": list(self._notes),
-            "n_candidates": len(self._candidates),
-            "n_children": sum(len(e["children"]) for e in self._episodes),
-            "cache_hits": sum(1 for e in self._episodes for child in e["children"] if child["cached"]),
-            # training cost so far: epochs of every candidate told, failures included
-            "epochs_total": sum(c.epochs for cid, c in self._candidates.items() if self._told(cid)),
-            "config": self.config.to_dict(),
-        }
+        counts = {"n_children": sum(len(e["children"]) for e in self._episodes),
+                  "cache_hits": sum(1 for e in self._episodes for child in e["children"] if child["cached"])}
+        return self._summary(self.strategy_name, {"episode": self._episode, "episodes": self.config.episodes},
+                             counts)
 
     # ---- extras ---------------------------------------------------------------------------------
-
-    @classmethod
-    def _from_state(cls, state: Mapping[str, Any], **kwargs: Any) -> Any:
-        if not isinstance(state, Mapping):
-            raise ValueError(f"a {cls.strategy_name} state is a JSON object, but got {type(state).__name__}")
-        strategy = cls(Architecture.from_dict(state.get("seed_architecture")),  # type: ignore[call-arg]
-                       parse_config(EasConfig, state.get("config")), **kwargs)
-        strategy.load_state_dict(dict(state))
-        return strategy
 
     @property
     def incumbent(self) -> Candidate | None:
         """The best candidate so far, the start net of the next episode (``None`` before the seed reported)."""
         return None if self._best is None else self._candidates[self._best]
 
-    @property
-    def candidates(self) -> list[Candidate]:
-        """Every candidate proposed so far, in proposal order."""
-        return list(self._candidates.values())
-
-    @property
-    def pending(self) -> list[str]:
-        """Ids of candidates handed out by :meth:`ask` and not told yet."""
-        return [cid for cid in self._round if not self._told(cid) and cid not in self._unasked]
-
-    def reissue_pending(self) -> list[str]:
-        """Hand the pending candidates out again at the next :meth:`ask` (their trials were lost)."""
-        ids = self.pending
-        self._unasked.extend(ids)
-        return ids
-
     # ---- the loop -------------------------------------------------------------------------------
 
-    def _told(self, cid: str) -> bool:
-        return cid in self._results or cid in self._failures
+    def _generation(self) -> int:
+        return self._episode
 
-    def _propose(self, arch: Architecture, *, parent: str | None, epochs: int, role: str,
-                 train_on: str = "train", evaluate_test: bool = False) -> Candidate:
-        candidate = Candidate(candidate_id(arch, self._serial), arch, parent, epochs, train_on, evaluate_test,
-                              role, self._episode)
-        self._serial += 1
-        self._candidates[candidate.id] = candidate
-        self._unasked.append(candidate.id)
-        return candidate
+    def _current_round(self) -> list[str]:
+        return self._round
 
     def _close_round(self) -> None:
         if self._phase == _SEED:
-            if self._seed_id in self._failures:
-                self._failure_reason = (f"the seed candidate {self._seed_id} failed "
-                                        f"({self._failures[self._seed_id]}); there is nothing to search from")
-                self._phase = _FAILED
-                logger.error("%s: %s", self.strategy_name, self._failure_reason)
+            if self._fail_seed("search"):
                 return
             self._best = self._seed_id
         elif self._phase == _EPISODE:
@@ -670,10 +530,6 @@ class _EpisodeSearch:
                 return  # candidates to train
             self._finish_episode()  # every child was cached: its rewards are known now
         self._start_final()
-
-    def _val_acc(self, cid: str) -> float | None:
-        """The validation accuracy of a successful candidate, else ``None``."""
-        return _accuracy(self._results[cid]) if cid in self._results else None
 
     def _reward(self, source: str) -> float:
         """The validation accuracy of ``source`` clipped to [0, 1]; 0 for a failed candidate."""
@@ -780,52 +636,25 @@ class _EpisodeSearch:
     def _start_final(self) -> None:
         assert self._best is not None
         self._episode += 1
-        winner, seed = self._candidates[self._best], self._candidates[self._seed_id]
-        common = {"epochs": self.config.epochs_final, "train_on": "train+val", "evaluate_test": True}
-        ids = [self._propose(winner.architecture.with_lineage(None), parent=winner.id, role="final", **common).id,
-               self._propose(seed.architecture, parent=seed.id, role="seed_final", **common).id]
-        self._phase, self._round = _FINAL, ids
+        self._phase, self._round = _FINAL, self._propose_finals(self._best)
 
     # ---- reporting ------------------------------------------------------------------------------
 
-    def _figures(self, cid: str, final_id: str | None) -> dict[str, Any]:
-        c = self._candidates[cid]
-        result = self._results.get(cid)
-        final = self._results.get(final_id) if final_id is not None else None
-        return {
-            "candidate": cid, "arch_id": c.architecture.id, "role": c.role, "episode": c.step,
-            "params": c.architecture.num_parameters(), "macs": c.architecture.num_macs(),
-            "tokens": tokens(c.architecture),
-            "val_acc": None if result is None else _accuracy(result),
-            "final_candidate": final_id,
-            "test_acc": None if final is None else _accuracy(final, "test_acc"),
-            "final_failed": self._failures.get(final_id) if final_id is not None else None,
-        }
+    def _extra_figures(self, c: Candidate) -> dict[str, Any]:
+        return {"tokens": tokens(c.architecture)}
 
-    def _ancestry(self, cid: str) -> list[dict[str, Any]]:
-        """The morphisms from the seed to ``cid``: one entry per generation (episode) that applied some."""
-        generations = []
-        current: str | None = cid
-        while current is not None:
-            c = self._candidates[current]
-            if c.architecture.lineage is not None:
-                steps = c.architecture.lineage.steps
-                generations.append({"episode": c.step, "candidate": c.id,
-                                    "parent_arch": c.architecture.lineage.parent, "arch_id": c.architecture.id,
-                                    "steps": [s.to_dict() for s in steps], "describe": [s.describe() for s in steps]})
-            current = c.parent
-        return generations[::-1]
+    def _history(self) -> list[dict[str, Any]]:
+        return [self._episode_summary(e) for e in self._episodes]
 
     def _episode_summary(self, record: Mapping[str, Any]) -> dict[str, Any]:
         children = []
         for child, reward in zip(record["children"], record["rewards"] or [None] * len(record["children"])):
             source = child["source"]
-            result = self._results.get(source)
             children.append({
                 "candidate": None if child["cached"] else source, "cached_from": source if child["cached"] else None,
                 "arch_id": child["arch_id"], "params": child["params"], "actions": child["actions"],
                 "morphisms": [Step.from_dict(s).describe() for s in child["steps"]], "notes": child["notes"],
-                "val_acc": None if result is None else _accuracy(result), "reward": reward,
+                "val_acc": self._val_acc(source), "reward": reward,
                 "failed": self._failures.get(source),
             })
         return {"episode": record["episode"], "start": record["start"], "children": children,
@@ -838,20 +667,6 @@ def _eas_config(config: Union[EasConfig, Mapping[str, Any], None]) -> EasConfig:
     if not isinstance(config, EasConfig):
         raise TypeError(f"config must be an EasConfig or a mapping, but got {type(config).__name__}")
     return config
-
-
-def _failure_of(result: Any, failure: str | None) -> str | None:
-    if failure is not None:
-        return str(failure) or "failed (no reason given)"
-    if result is None:
-        return "no result was reported"
-    if not isinstance(result, Mapping):
-        return f"the result is not a mapping but a {type(result).__name__}"
-    if result.get("failed"):
-        return str(result["failed"])
-    if _accuracy(result) is None:
-        return f"the result has no finite number as 'default' (got {result.get('default')!r})"
-    return None
 
 
 class EasSearch(_EpisodeSearch):

@@ -43,13 +43,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
 
-import numpy as np
-
 from nni_nas_ext.core.architecture import Architecture
 from nni_nas_ext.core.errors import MorphismError
 from nni_nas_ext.core.morphisms import MORPHISMS, Morphism, create_morphism, random_chain
 
-from .candidate import Candidate, candidate_id
+from ._bookkeeping import (
+    _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _accuracy, _json_copy, _require_architecture,
+)
+from .candidate import Candidate
 from .config import Config, option, parse_config
 
 __all__ = ["HillClimbing", "NashConfig"]
@@ -59,8 +60,8 @@ logger = logging.getLogger(__name__)
 STATE_FORMAT = "nash-hill-climbing"
 STATE_VERSION = 1
 
-# Phases of the search.
-_SEED, _CLIMB, _FINAL, _DONE, _FAILED = "seed", "climb", "final", "done", "failed"
+# Phases of the search (seed, final, done and failed are the ledger's).
+_CLIMB = "climb"
 
 
 @dataclass(frozen=True)
@@ -118,29 +119,7 @@ def _morphisms(config: NashConfig) -> list[Morphism]:
     return out
 
 
-def _json_copy(value: Any) -> Any:
-    """A plain-JSON deep copy: non-finite floats become None, unknown objects their ``str``."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_copy(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, np.generic):
-        return _json_copy(value.item())
-    return str(value)
-
-
-def _accuracy(result: Mapping[str, Any], key: str = "default") -> float | None:
-    value = result.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-class HillClimbing:
+class HillClimbing(CandidateLedger):
     """NASH hill climbing (Elsken et al. 2017, Algorithm 1) as a pure ask/tell strategy.
 
     Parameters
@@ -168,99 +147,45 @@ class HillClimbing:
     :meth:`state_dict` proposes exactly what the original would have.
     """
 
+    log_name: ClassVar[str] = "NASH"
+    state_format: ClassVar[str] = STATE_FORMAT
+    state_version: ClassVar[int] = STATE_VERSION
+    config_class: ClassVar[type[Config]] = NashConfig
+    phases: ClassVar[tuple[str, ...]] = (_SEED, _CLIMB, _FINAL, _DONE, _FAILED)
+    generation_key: ClassVar[str] = "step"
+    logger: ClassVar[logging.Logger] = logger
+    config: NashConfig
+
     def __init__(self, seed_architecture: Architecture,
                  config: Union[NashConfig, Mapping[str, Any], None] = None) -> None:
-        if not isinstance(seed_architecture, Architecture):
-            raise TypeError(f"seed_architecture must be an Architecture, but got {type(seed_architecture).__name__}")
+        _require_architecture(seed_architecture)
         if config is None or isinstance(config, Mapping):
             config = parse_config(NashConfig, config)
         elif not isinstance(config, NashConfig):
             raise TypeError(f"config must be a NashConfig or a mapping, but got {type(config).__name__}")
-        self.config: NashConfig = config
-        self.seed_architecture = seed_architecture.with_lineage(None)
+        super().__init__(seed_architecture, config)
         params = self.seed_architecture.num_parameters()
         if config.max_parameters is not None and params > config.max_parameters:
             raise ValueError(f"the seed architecture has {params} parameters, more than max_parameters="
                              f"{config.max_parameters}; raise max_parameters or start from a smaller seed")
         self._morphisms = _morphisms(config)
-        self._rng = np.random.default_rng(config.seed)
-        self._candidates: dict[str, Candidate] = {}
-        self._results: dict[str, dict[str, Any]] = {}
-        self._failures: dict[str, str] = {}
-        self._unasked: list[str] = []
-        self._serial = 0
-        self._phase = _SEED
         self._step = 0
         self._rounds: list[dict[str, Any]] = []  # one per proposed round: step, phase, ids, incumbents, note
         self._incumbent: str | None = None
-        self._notes: list[str] = []
-        self._failure_reason: str | None = None
         self._stopped_early: str | None = None
-        seed = self._propose(self.seed_architecture, parent=None, epochs=config.epochs_seed, role="seed")
-        self._seed_id = seed.id
-        self._open_round(_SEED, [seed.id])
+        self._open_round(_SEED, [self._propose_seed(config.epochs_seed).id])
 
     # ---- the SearchStrategy interface -------------------------------------------------------------
-
-    def ask(self) -> list[Candidate]:
-        """Candidates not returned before, in proposal order; ``[]`` while a round is being trained."""
-        out = [self._candidates[cid] for cid in self._unasked]
-        self._unasked = []
-        return out
-
-    def tell(self, candidate_id: str, result: Mapping[str, Any] | None, *, failure: str | None = None) -> bool:
-        """Record a candidate's final result (``result["default"]`` = validation accuracy) or its failure.
-
-        A result whose ``"failed"`` key is set (the trial's failure report), or without a finite
-        ``"default"``, counts as a failure. Returns ``False`` (with a warning, never raising) for an unknown
-        candidate, a second report for the same one, or a result naming another candidate.
-        """
-        if not isinstance(candidate_id, str) or candidate_id not in self._candidates:
-            logger.warning("NASH: ignoring a result for unknown candidate %r", candidate_id)
-            return False
-        if candidate_id in self._results or candidate_id in self._failures:
-            logger.warning("NASH: ignoring a second result for candidate %s", candidate_id)
-            return False
-        if isinstance(result, Mapping) and result.get("candidate") not in (None, candidate_id):
-            logger.warning("NASH: ignoring a result for %s that names candidate %r", candidate_id,
-                           result.get("candidate"))
-            return False
-        reason = self._failure_of(result, failure)
-        if reason is None:
-            self._results[candidate_id] = _json_copy(result)
-        else:
-            logger.warning("NASH: candidate %s failed: %s", candidate_id, reason)
-            self._failures[candidate_id] = reason
-        if candidate_id in self._unasked:  # told before it was asked for: never hand it out
-            self._unasked.remove(candidate_id)
-        if all(self._told(cid) for cid in self._rounds[-1]["candidates"]):
-            self._close_round()
-        return True
-
-    @property
-    def finished(self) -> bool:
-        return self._phase in (_DONE, _FAILED)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything, as plain JSON: config, seed, candidates, results, rounds, incumbent, generator state."""
         return {
-            "format": STATE_FORMAT,
-            "version": STATE_VERSION,
-            "config": self.config.to_dict(),
-            "seed_architecture": self.seed_architecture.to_dict(),
-            "rng": _json_copy(self._rng.bit_generator.state),
-            "candidates": [c.to_dict() for c in self._candidates.values()],
-            "results": _json_copy(self._results),
-            "failures": dict(self._failures),
-            "unasked": list(self._unasked),
-            "serial": self._serial,
-            "phase": self._phase,
+            **self._state_head(),
+            **self._state_ledger(),
             "step": self._step,
             "rounds": _json_copy(self._rounds),
             "incumbent": self._incumbent,
-            "seed_candidate": self._seed_id,
-            "notes": list(self._notes),
-            "failure_reason": self._failure_reason,
+            **self._state_tail(),
             "stopped_early": self._stopped_early,
         }
 
@@ -276,53 +201,21 @@ class HillClimbing:
         ValueError
             Naming the mismatch or the malformed entry; the strategy is unchanged then.
         """
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"not a NASH state: expected 'format': {STATE_FORMAT!r}, but got "
-                             f"{state.get('format') if isinstance(state, Mapping) else type(state).__name__!r}")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"NASH state version {state.get('version')!r} is not the supported {STATE_VERSION}")
-        config = parse_config(NashConfig, state.get("config"))
-        if config != self.config:
-            diff = sorted(k for k, v in config.to_dict().items() if self.config.to_dict()[k] != v)
-            raise ValueError(f"the state was saved with another configuration (keys {diff} differ); "
-                             "use HillClimbing.from_state_dict(state)")
-        seed = Architecture.from_dict(state.get("seed_architecture"))
-        if seed.id != self.seed_architecture.id:
-            raise ValueError(f"the state was saved for seed architecture {seed.id}, not {self.seed_architecture.id}")
-        try:
-            candidates = [Candidate.from_dict(c) for c in state["candidates"]]
-            by_id = {c.id: c for c in candidates}
-            results = {str(k): dict(v) for k, v in state["results"].items()}
-            failures = {str(k): str(v) for k, v in state["failures"].items()}
-            unasked = [str(c) for c in state["unasked"]]
-            rounds = [dict(r) for r in state["rounds"]]
-            ids = set(results) | set(failures) | set(unasked) | {c for r in rounds for c in r["candidates"]}
-            unknown = sorted(ids - set(by_id))
-            if unknown:
-                raise ValueError(f"candidates {unknown[:3]} are referred to but not listed")
-            if state["phase"] not in (_SEED, _CLIMB, _FINAL, _DONE, _FAILED):
-                raise ValueError(f"unknown phase {state['phase']!r}")
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state["rng"]
-            new = {
-                "_candidates": by_id, "_results": results, "_failures": failures, "_unasked": unasked,
-                "_rounds": rounds, "_rng": rng, "_serial": int(state["serial"]), "_phase": state["phase"],
-                "_step": int(state["step"]), "_incumbent": state["incumbent"], "_seed_id": state["seed_candidate"],
-                "_notes": [str(n) for n in state["notes"]], "_failure_reason": state["failure_reason"],
-                "_stopped_early": state["stopped_early"],
-            }
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed NASH state: {type(exc).__name__}: {exc}") from None
-        self.__dict__.update(new)
+        self._load_state(state)
+
+    def _load_extra(self, state: Mapping[str, Any], new: dict[str, Any]) -> set[str]:
+        rounds = [dict(r) for r in state["rounds"]]
+        new["_rounds"] = rounds
+        return {c for r in rounds for c in r["candidates"]}
+
+    def _load_finish(self, state: Mapping[str, Any], new: dict[str, Any]) -> None:
+        new.update({"_step": int(state["step"]), "_incumbent": state["incumbent"],
+                    "_stopped_early": state["stopped_early"]})
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> HillClimbing:
         """A strategy with the state's configuration and seed architecture, continued from ``state``."""
-        if not isinstance(state, Mapping):
-            raise ValueError(f"a NASH state is a JSON object, but got {type(state).__name__}")
-        strategy = cls(Architecture.from_dict(state.get("seed_architecture")),
-                       parse_config(NashConfig, state.get("config")))
-        strategy.load_state_dict(state)
+        strategy: HillClimbing = cls._from_state(state)
         return strategy
 
     def summary(self) -> dict[str, Any]:
@@ -331,34 +224,8 @@ class HillClimbing:
         All plain JSON. ``val_acc`` is a result's ``"default"``; ``test_acc`` comes from the final
         trainings (``None`` until they report). The winner is the current incumbent while running.
         """
-        status = {_FAILED: "failed", _DONE: "finished"}.get(self._phase, "running")
-        finals = {self._candidates[cid].role: cid for cid in self._candidates
-                  if self._candidates[cid].role in ("final", "seed_final")}
-        seed = self._figures(self._seed_id, finals.get("seed_final"))
-        winner = None
-        if self._incumbent is not None:
-            winner = self._figures(self._incumbent, finals.get("final"))
-            generations = self._ancestry(self._incumbent)
-            winner["lineage"] = [d for g in generations for d in g.pop("describe")]
-            winner["generations"] = generations
-        return {
-            "strategy": "nash",
-            "status": status,
-            "reason": self._failure_reason,
-            "stopped_early": self._stopped_early,
-            "step": self._step,
-            "n_steps": self.config.n_steps,
-            "seed": seed,
-            "winner": winner,
-            "history": [self._round_summary(r) for r in self._rounds],
-            "failures": [{"candidate": cid, "role": self._candidates[cid].role, "step": self._candidates[cid].step,
-                          "reason": reason} for cid, reason in self._failures.items()],
-            "notes": list(self._notes),
-            "n_candidates": len(self._candidates),
-            # training cost so far: epochs of every candidate told, failures included
-            "epochs_total": sum(c.epochs for cid, c in self._candidates.items() if self._told(cid)),
-            "config": self.config.to_dict(),
-        }
+        progress = {"stopped_early": self._stopped_early, "step": self._step, "n_steps": self.config.n_steps}
+        return self._summary("nash", progress, {})
 
     # ---- extras ---------------------------------------------------------------------------------
 
@@ -367,63 +234,23 @@ class HillClimbing:
         """The current best candidate (``None`` before the seed reported)."""
         return None if self._incumbent is None else self._candidates[self._incumbent]
 
-    @property
-    def candidates(self) -> list[Candidate]:
-        """Every candidate proposed so far, in proposal order."""
-        return list(self._candidates.values())
-
-    @property
-    def pending(self) -> list[str]:
-        """Ids of candidates handed out by :meth:`ask` and not told yet."""
-        return [cid for cid in self._rounds[-1]["candidates"] if not self._told(cid) and cid not in self._unasked]
-
-    def reissue_pending(self) -> list[str]:
-        """Hand the pending candidates out again at the next :meth:`ask` (their trials were lost)."""
-        ids = self.pending
-        self._unasked.extend(ids)
-        return ids
-
     # ---- the loop -------------------------------------------------------------------------------
-
-    def _told(self, cid: str) -> bool:
-        return cid in self._results or cid in self._failures
-
-    @staticmethod
-    def _failure_of(result: Any, failure: str | None) -> str | None:
-        if failure is not None:
-            return str(failure) or "failed (no reason given)"
-        if result is None:
-            return "no result was reported"
-        if not isinstance(result, Mapping):
-            return f"the result is not a mapping but a {type(result).__name__}"
-        if result.get("failed"):
-            return str(result["failed"])
-        if _accuracy(result) is None:
-            return f"the result has no finite number as 'default' (got {result.get('default')!r})"
-        return None
-
-    def _propose(self, arch: Architecture, *, parent: str | None, epochs: int, role: str,
-                 train_on: str = "train", evaluate_test: bool = False) -> Candidate:
-        candidate = Candidate(candidate_id(arch, self._serial), arch, parent, epochs, train_on, evaluate_test,
-                              role, self._step)
-        self._serial += 1
-        self._candidates[candidate.id] = candidate
-        self._unasked.append(candidate.id)
-        return candidate
 
     def _open_round(self, phase: str, ids: list[str], note: str | None = None) -> None:
         self._phase = phase
         self._rounds.append({"step": self._step, "phase": phase, "candidates": ids,
                              "incumbent_before": self._incumbent, "incumbent_after": None, "note": note})
 
+    def _generation(self) -> int:
+        return self._step
+
+    def _current_round(self) -> list[str]:
+        return self._rounds[-1]["candidates"]
+
     def _close_round(self) -> None:
         current = self._rounds[-1]
         if self._phase == _SEED:
-            if self._seed_id in self._failures:
-                self._failure_reason = (f"the seed candidate {self._seed_id} failed "
-                                        f"({self._failures[self._seed_id]}); there is nothing to climb from")
-                self._phase = _FAILED
-                logger.error("NASH: %s", self._failure_reason)
+            if self._fail_seed("climb"):
                 return
             self._incumbent = self._seed_id
         elif self._phase == _CLIMB:
@@ -505,44 +332,12 @@ class HillClimbing:
     def _start_final(self) -> None:
         assert self._incumbent is not None
         self._step += 1
-        winner, seed = self._candidates[self._incumbent], self._candidates[self._seed_id]
-        common = {"epochs": self.config.epochs_final, "train_on": "train+val", "evaluate_test": True}
-        ids = [self._propose(winner.architecture.with_lineage(None), parent=winner.id, role="final", **common).id,
-               self._propose(seed.architecture, parent=seed.id, role="seed_final", **common).id]
-        self._open_round(_FINAL, ids)
+        self._open_round(_FINAL, self._propose_finals(self._incumbent))
 
     # ---- reporting ------------------------------------------------------------------------------
 
-    def _figures(self, cid: str, final_id: str | None) -> dict[str, Any]:
-        c = self._candidates[cid]
-        result = self._results.get(cid)
-        final = self._results.get(final_id) if final_id is not None else None
-        return {
-            "candidate": cid,
-            "arch_id": c.architecture.id,
-            "role": c.role,
-            "step": c.step,
-            "params": c.architecture.num_parameters(),
-            "macs": c.architecture.num_macs(),
-            "val_acc": None if result is None else _accuracy(result),
-            "final_candidate": final_id,
-            "test_acc": None if final is None else _accuracy(final, "test_acc"),
-            "final_failed": self._failures.get(final_id) if final_id is not None else None,
-        }
-
-    def _ancestry(self, cid: str) -> list[dict[str, Any]]:
-        """The morphisms from the seed to ``cid``: one entry per generation that applied some."""
-        generations = []
-        current: str | None = cid
-        while current is not None:
-            c = self._candidates[current]
-            if c.architecture.lineage is not None:
-                steps = c.architecture.lineage.steps
-                generations.append({"step": c.step, "candidate": c.id, "parent_arch": c.architecture.lineage.parent,
-                                    "arch_id": c.architecture.id, "steps": [s.to_dict() for s in steps],
-                                    "describe": [s.describe() for s in steps]})
-            current = c.parent
-        return generations[::-1]
+    def _history(self) -> list[dict[str, Any]]:
+        return [self._round_summary(r) for r in self._rounds]
 
     def _round_summary(self, r: Mapping[str, Any]) -> dict[str, Any]:
         entries = []
