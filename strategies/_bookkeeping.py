@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -187,11 +187,15 @@ class CandidateLedger:
         """Ids of candidates handed out by :meth:`ask` and not told yet."""
         return [cid for cid in self._current_round() if not self._told(cid) and cid not in self._unasked]
 
-    def reissue_pending(self) -> list[str]:
-        """Hand the pending candidates out again at the next :meth:`ask` (their trials were lost)."""
-        ids = self.pending
-        self._unasked.extend(ids)
-        return ids
+    def reissue_pending(self, ids: Sequence[str] | None = None) -> list[str]:
+        """Hand pending candidates out again at the next :meth:`ask` (their trials were lost).
+
+        ``ids``: only these (each must be pending; others are ignored); ``None``: every pending one.
+        """
+        pending = self.pending
+        chosen = pending if ids is None else [cid for cid in pending if cid in set(ids)]
+        self._unasked.extend(chosen)
+        return chosen
 
     # ---- proposing ------------------------------------------------------------------------------
 

@@ -166,10 +166,14 @@ class MorphismStrategy(Strategy):
             self.search.load_state_dict(state_dict["search"])
             self._candidates = dict(state_dict.get("candidates", {}))
             self._results = dict(state_dict.get("results", {}))
-            # Candidates that were training when the experiment stopped are not handed out again: `nnictl resume`
-            # re-runs those trials itself (and a re-run of a finished one re-reports its stored result).
-            pending = getattr(self.search, "pending", [])
+            # Candidates whose trials NNI had when the experiment stopped are not handed out again: `nnictl resume`
+            # re-runs those trials itself (and a re-run of a finished one re-reports its stored result). Those the
+            # search had handed out but that were never submitted (the stop came first) go out again.
+            pending = list(getattr(self.search, "pending", []))
+            unsubmitted = [cid for cid in pending if cid not in self._candidates]
+            if unsubmitted:
+                self.search.reissue_pending(unsubmitted)  # type: ignore[attr-defined]
             if pending:
-                _log.info("restored with %d candidate(s) in training at the stop (NNI re-runs their trials): %s",
-                          len(pending), pending)
+                _log.info("restored with %d candidate(s) pending: %s re-run by NNI, %s handed out again",
+                          len(pending), [c for c in pending if c not in unsubmitted] or "none", unsubmitted or "none")
             self.mismatches = [tuple(m) for m in state_dict.get("mismatches", [])]  # type: ignore[misc]
