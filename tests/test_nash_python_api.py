@@ -62,3 +62,26 @@ def test_bad_settings_stop_before_anything_runs() -> None:
         example.run({"n_step": 2})
     with pytest.raises(ConfigError, match=r"'n_neighbours' must be int .*but got 0"):
         example.run({"n_neighbours": 0})
+
+
+def test_eas_through_the_python_api_with_the_sequential_engine(tmp_path) -> None:
+    from nni.nas.experiment import NasExperiment, NasExperimentConfig
+    from nni.nas.experiment.config import SequentialEngineConfig
+
+    from nni_nas_ext.nni.search import build_search
+
+    space, evaluator, strategy = build_search("eas", {
+        "dataset": "digits", "seed_widths": [4, 8, 8], "episodes": 2, "children_per_episode": 2, "n_wider": 1,
+        "n_deeper": 1, "epochs": 1, "epochs_start": 2, "epochs_final": 1, "morphism_mode": "exact",
+        "checkpoint_dir": str(tmp_path)})
+    config = NasExperimentConfig("sequential", "simplified", "local")
+    config.execution_engine = SequentialEngineConfig(continue_on_failure=True)
+    experiment = NasExperiment(space, evaluator, strategy, config)
+    try:
+        experiment.run(wait_completion=True)
+        summary = strategy.search.summary()
+    finally:
+        experiment.stop()
+    assert summary["status"] == "finished"
+    assert strategy.search.state_dict()["policy"]["controller"]["updates"] == 2  # one REINFORCE update per episode
+    assert all(r["preservation_error"] < 1e-5 for r in strategy._results.values() if r["role"] == "child")
