@@ -170,3 +170,11 @@ def test_a_rerun_of_a_trained_candidate_reports_the_stored_result_without_traini
     assert again["rerun"] is True and reporter.intermediates == []  # no epoch ran
     assert {k: v for k, v in again.items() if k not in ("rerun", "timings")} == \
         {k: v for k, v in result.items() if k != "timings"}
+
+
+def test_a_stored_result_is_reused_only_for_the_same_training(trained_seed, task, data) -> None:
+    cand, _, _ = trained_seed
+    other_task = TaskConfig(dataset="digits", checkpoint_dir=task.checkpoint_dir, lr=0.02)
+    reporter = ListReporter()
+    result = run_candidate(cand, other_task, reporter, data=data)  # other settings: trained again
+    assert "rerun" not in result and len(reporter.intermediates) == cand.epochs

@@ -204,8 +204,12 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     if candidate.id in store:
         # Already trained: NNI re-runs the trials that were running at `nnictl stop`, including ones that had
         # finished while it stopped. Report the stored result again instead of training twice.
-        stored = store.load(candidate.id).meta.get("result")
-        if isinstance(stored, dict) and stored.get("candidate") == candidate.id:
+        meta = store.load(candidate.id).meta
+        stored = meta.get("result")
+        # only the very same training (candidate and task settings): a store shared by two searches must
+        # not hand one search's results to the other
+        if isinstance(stored, dict) and meta.get("candidate") == candidate.to_dict() and \
+                meta.get("task") == task.to_dict():
             _log.info("candidate %s was trained before (checkpoint %s): reporting its result again, no training",
                       candidate.id, store.path(candidate.id))
             result = {**stored, "rerun": True, "timings": {"total": round(time.time() - t_enter, 4),
@@ -298,7 +302,8 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         result["test_acc"] = test_acc
     t = time.time()
     cpu_state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    store.save(candidate.id, arch, cpu_state, meta={"result": result})
+    store.save(candidate.id, arch, cpu_state,
+               meta={"result": result, "candidate": candidate.to_dict(), "task": task.to_dict()})
     clock["checkpoint"] = round(time.time() - t, 4)
     clock["total"] = round(time.time() - t_enter, 4)
     clock["process_total"] = round(time.time() - started, 4)
