@@ -80,7 +80,7 @@ class TaskConfig(Config):
     batch_size: int = option(128, minimum=2, maximum=65536, doc="SGD batch size")
     momentum: float = option(0.9, minimum=0.0, maximum=0.999, doc="SGD momentum")
     weight_decay: float = option(5e-4, minimum=0.0, maximum=1.0, doc="L2 weight decay (not on biases or BN)")
-    checkpoint_dir: Optional[str] = option(None, doc="absolute folder of the checkpoint store; None: "
+    checkpoint_dir: Optional[str] = option(None, doc="absolute folder of the checkpoint store, one per search; None: "
                                                      "<experiment folder>/checkpoints")
     calibration_size: int = option(256, minimum=2, maximum=100000,
                                    doc="training images for the BatchNorm identity and the preservation check")
