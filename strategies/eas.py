@@ -96,7 +96,7 @@ from nni_nas_ext.core.morphisms import WIDTHS, Deepen, Widen
 from ._bookkeeping import _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _json_copy, _require_architecture
 from .candidate import Candidate
 from .config import Config, ConfigError, option, parse_config
-from .eas_controller import ControllerConfig, DeeperAction, EasController, Trajectory, WiderAction
+from .eas_controller import ControllerConfig, DeeperAction, require_odd_kernels, EasController, Trajectory, WiderAction
 from .eas_controller import Step as ActorCall
 
 __all__ = [
@@ -309,11 +309,7 @@ class EasConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        even = [k for k in self.kernels if k % 2 == 0]
-        if even:
-            raise ConfigError(f"{self.config_name}: 'kernels' must hold odd sizes only (an identity kernel needs "
-                              f"a centre), but got {list(self.kernels)} with even {even}; use e.g. [1, 3, 5]",
-                              key="kernels", value=list(self.kernels))
+        require_odd_kernels(self.config_name, self.kernels)
         if self.n_deeper + self.n_wider < 1:
             raise ConfigError(f"{self.config_name}: n_deeper + n_wider >= 1 must hold (a child needs an action), "
                               f"but got n_deeper={self.n_deeper}, n_wider={self.n_wider}", key="n_deeper",

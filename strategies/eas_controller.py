@@ -84,6 +84,15 @@ STATE_VERSION = 1
 MAX_ACCURACY = 0.999
 
 
+def require_odd_kernels(config_name: str, kernels: Sequence[int]) -> None:
+    """Net2Deeper kernels must be odd: an identity kernel needs a centre."""
+    even = [k for k in kernels if k % 2 == 0]
+    if even:
+        raise ConfigError(f"{config_name}: 'kernels' must hold odd sizes only (an identity kernel needs a "
+                          f"centre), but got {list(kernels)} with even {even}; use e.g. [1, 3, 5]",
+                          key="kernels", value=list(kernels))
+
+
 @dataclass(frozen=True)
 class ControllerConfig(Config):
     """Configuration of :class:`EasController`.
@@ -122,11 +131,7 @@ class ControllerConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        even = [k for k in self.kernels if k % 2 == 0]
-        if even:
-            raise ConfigError(f"{self.config_name}: 'kernels' must hold odd sizes only (an identity kernel needs a "
-                              f"centre), but got {list(self.kernels)} with even {even}; use e.g. [1, 3, 5]",
-                              key="kernels", value=list(self.kernels))
+        require_odd_kernels(self.config_name, self.kernels)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -200,6 +200,15 @@ def _unexpected(path: Path, text: str) -> str:
                               backup_hint=hint)
 
 
+def _inspect(path: str | os.PathLike[str] | None, check_version: bool) -> tuple[Path, str, str]:
+    """(file, its text, its state) after the version check, for apply and revert."""
+    if check_version:
+        _check_version()
+    target = Path(path) if path is not None else compat_js_path()
+    text = _read(target)
+    return target, text, _state(text)
+
+
 def patch_status(path: str | os.PathLike[str] | None = None) -> PatchStatus:
     """Whether ``compat.js`` (default: the installed one) carries the fix."""
     target = Path(path) if path is not None else compat_js_path()
@@ -225,11 +234,7 @@ def apply_patch(path: str | os.PathLike[str] | None = None, *, check_version: bo
     PatchError
         NNI is not version 3.0, or the file is neither NNI 3.0's original nor already patched.
     """
-    if check_version:
-        _check_version()
-    target = Path(path) if path is not None else compat_js_path()
-    text = _read(target)
-    state = _state(text)
+    target, text, state = _inspect(path, check_version)
     if state == "patched":
         return PatchResult(target, "patched", False, f"already patched: {target} (nothing to do)")
     if state == "unexpected":
@@ -252,11 +257,7 @@ def revert_patch(path: str | os.PathLike[str] | None = None, *, check_version: b
     PatchError
         NNI is not version 3.0, or the file is neither NNI 3.0's original nor its patched form.
     """
-    if check_version:
-        _check_version()
-    target = Path(path) if path is not None else compat_js_path()
-    text = _read(target)
-    state = _state(text)
+    target, text, state = _inspect(path, check_version)
     if state == "unpatched":
         return PatchResult(target, "unpatched", False, f"not patched: {target} is already NNI 3.0's original")
     original = _unpatch_text(text)
