@@ -3,7 +3,9 @@
 * :mod:`.architecture` -- frozen architecture values, validation with shape inference, (de)serialisation;
 * :mod:`.builder` -- ``torch.nn.Module`` from an architecture, with node-derived parameter names;
 * :mod:`.morphisms` -- function-preserving operators and their weight transformations;
-* :mod:`.preservation` -- measure the output difference between a parent and a child.
+* :mod:`.preservation` -- measure the output difference between a parent and a child;
+* :mod:`.mbconv` -- the MobileNetV2 family, its network builder and FNA's super-network;
+* :mod:`.remap` -- FNA's parameter remapping (state_dict in, state_dict out).
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from .morphisms import (
     create_morphism, list_morphisms, random_chain, replay,
 )
 from .preservation import PreservationError, max_output_difference, preservation_error
+from .mbconv import (
+    EXPANSIONS, KERNELS, MBConvArchitecture, MBConvNetwork, MBConvOp, MBConvSuperNet, MixedLayer, Stage,
+    SuperNetSpace, build_network, mobilenet_v2, state_dict_to_torchvision, torchvision_architecture,
+    torchvision_to_state_dict,
+)
+from .remap import (
+    RemapError, depth_source, remap_channels, remap_kernel, remap_state_dict, remap_to_supernet,
+)
 
 __all__ = [
     "INPUT", "MORPHISMS", "OPS", "AddSkip", "Architecture", "ArchitectureError", "ArchitectureModule", "Branch",
@@ -23,4 +33,10 @@ __all__ = [
     "PreservationError", "Step", "WeightTransform", "Widen", "WidenKernel", "activation_moments",
     "build_module", "create_morphism", "list_morphisms", "max_output_difference", "preservation_error",
     "random_chain", "replay", "state_key",
+]
+__all__ += [
+    "EXPANSIONS", "KERNELS", "MBConvArchitecture", "MBConvNetwork", "MBConvOp", "MBConvSuperNet", "MixedLayer",
+    "RemapError", "Stage", "SuperNetSpace", "build_network", "depth_source", "mobilenet_v2", "remap_channels",
+    "remap_kernel", "remap_state_dict", "remap_to_supernet", "state_dict_to_torchvision",
+    "torchvision_architecture", "torchvision_to_state_dict",
 ]
