@@ -1,4 +1,4 @@
-"""Network-transformation search strategies: NASH hill climbing, EAS, FNA (``nni_nas_ext.strategies``).
+"""Network-transformation search strategies: NASH hill climbing, EAS, FNA, random baselines (``nni_nas_ext.strategies``).
 
 Strategies are pure: they propose :class:`Candidate` values with ``ask()`` and learn results with
 ``tell()``; they never import ``nni`` nor touch files. :data:`STRATEGIES` maps each name to its typed
@@ -19,11 +19,12 @@ from .candidate import ROLES, TRAIN_ON, Candidate, candidate_id
 from .config import Config, ConfigError, ConfigRow, describe_config, option, parse_config
 from .eas import EasConfig, EasSearch, RandomNet2Net
 from .nash import HillClimbing, NashConfig
+from .random_morphism import RandomMorphismConfig, RandomMorphismSearch
 
 __all__ = [
     "ROLES", "STRATEGIES", "TRAIN_ON", "Candidate", "Config", "ConfigError", "ConfigRow", "EasConfig", "EasSearch",
     "HillClimbing", "RandomNet2Net",
-    "NashConfig", "SearchStrategy", "candidate_id", "create_strategy", "describe_config", "describe_strategy",
+    "NashConfig", "RandomMorphismConfig", "RandomMorphismSearch", "SearchStrategy", "candidate_id", "create_strategy", "describe_config", "describe_strategy",
     "list_strategies", "option", "parse_config",
 ]
 
@@ -32,6 +33,7 @@ STRATEGIES: dict[str, tuple[type[Config], type[Any]]] = {
     "nash": (NashConfig, HillClimbing),
     "eas": (EasConfig, EasSearch),
     "net2net_random": (EasConfig, RandomNet2Net),
+    "random_morphism": (RandomMorphismConfig, RandomMorphismSearch),
 }
 
 

@@ -29,6 +29,13 @@ Deviations from the paper, and choices it leaves open (marked **[dev]** below):
   Children with an architecture already proposed in the same step are redrawn too. After
   ``max_redraws`` rejected draws for one child the step goes on with the children it has; if it has
   none, climbing stops early and the final phase starts (the reason is in :meth:`~HillClimbing.summary`).
+* ``inherit_weights=false`` is the ablation that measures what inheritance is worth (not in the paper's
+  algorithm; the paper compares with random networks trained with SGDR instead): every candidate after the
+  seed (children, the retrained incumbent, both final trainings) gets ``parent=None`` and is trained from a
+  fresh initialisation with the same schedule. The random draws are the same as with inheritance, so with the
+  same seed the same children are proposed until the results differ. A child still carries its lineage (the
+  morphisms from the incumbent's architecture), for the record; :meth:`~HillClimbing.summary` follows the
+  incumbents through the rounds instead of through ``parent``.
 * The paper trains a step's networks one after another on one GPU; here they are proposed together and
   may train in parallel. Training (SGDR, lr 0.05 -> 0) and data splits belong to the trial code.
 """
@@ -109,6 +116,10 @@ class NashConfig(Config):
     seed: int = option(
         0, minimum=0, maximum=2**63 - 1,
         doc="seed of the strategy's random generator (morphism choices)")
+    inherit_weights: bool = option(
+        True,
+        doc="children, the retrained incumbent and the final trainings start from their parent's weights "
+            "(NASH); false: from a fresh initialisation with the same schedule (the ablation; not in the paper)")
 
 
 def _morphisms(config: NashConfig) -> list[Morphism]:
@@ -140,6 +151,9 @@ class HillClimbing(CandidateLedger):
        a step is proposed once every candidate of the previous one was told;
     3. final: the winner (role ``final``, parent = the incumbent) and the seed (role ``seed_final``,
        parent = the seed candidate), both ``epochs_final`` on ``"train+val"`` with ``evaluate_test``.
+
+    With ``config.inherit_weights`` false the same sequence is proposed with ``parent=None`` everywhere
+    (each candidate trained from scratch).
 
     The incumbent is the successful candidate of a step with the highest ``result["default"]`` (validation
     accuracy), ties going to the one proposed first. All randomness comes from one generator seeded by
@@ -299,9 +313,10 @@ class HillClimbing(CandidateLedger):
             self._notes.append(note)
             logger.warning("NASH: %s", note)
         epochs = self.config.epochs_neighbour
-        ids = [self._propose(incumbent.architecture.with_lineage(None), parent=incumbent.id, epochs=epochs,
+        parent = incumbent.id if self.config.inherit_weights else None
+        ids = [self._propose(incumbent.architecture.with_lineage(None), parent=parent, epochs=epochs,
                              role="incumbent").id]
-        ids += [self._propose(child, parent=incumbent.id, epochs=epochs, role="child").id for child in children]
+        ids += [self._propose(child, parent=parent, epochs=epochs, role="child").id for child in children]
         self._open_round(_CLIMB, ids, note)
 
     def _draw_children(self, parent: Architecture, n: int) -> tuple[list[Architecture], str | None]:
@@ -332,7 +347,42 @@ class HillClimbing(CandidateLedger):
     def _start_final(self) -> None:
         assert self._incumbent is not None
         self._step += 1
-        self._open_round(_FINAL, self._propose_finals(self._incumbent))
+        if self.config.inherit_weights:
+            ids = self._propose_finals(self._incumbent)
+        else:  # the same two trainings, from scratch
+            winner, seed = self._candidates[self._incumbent], self._candidates[self._seed_id]
+            common = {"parent": None, "epochs": self.config.epochs_final, "train_on": "train+val",
+                      "evaluate_test": True}
+            ids = [self._propose(winner.architecture.with_lineage(None), role="final", **common).id,
+                   self._propose(seed.architecture, role="seed_final", **common).id]
+        self._open_round(_FINAL, ids)
+
+    def _origin(self, cid: str) -> str | None:
+        """The candidate ``cid`` was derived from: its ``parent``, or without inheritance the incumbent of its round."""
+        c = self._candidates[cid]
+        if c.parent is not None or self.config.inherit_weights or c.role == "seed":
+            return c.parent
+        for r in self._rounds:
+            if cid in r["candidates"]:
+                return r["incumbent_before"]  # a climbing step's incumbent, or the winner of the final round
+        return None
+
+    def _ancestry(self, cid: str) -> list[dict[str, Any]]:
+        """The morphisms from the seed to ``cid``, one entry per generation that applied some.
+
+        Follows :meth:`_origin`, so that the lineage is the same with and without weight inheritance.
+        """
+        generations = []
+        current: str | None = cid
+        while current is not None:
+            c = self._candidates[current]
+            if c.architecture.lineage is not None:
+                steps = c.architecture.lineage.steps
+                generations.append({self.generation_key: c.step, "candidate": c.id,
+                                    "parent_arch": c.architecture.lineage.parent, "arch_id": c.architecture.id,
+                                    "steps": [s.to_dict() for s in steps], "describe": [s.describe() for s in steps]})
+            current = self._origin(current)
+        return generations[::-1]
 
     # ---- reporting ------------------------------------------------------------------------------
 

@@ -18,8 +18,10 @@ from typing import Any
 from .bridge import BridgeClassArgsValidator, StrategyBridge
 
 __all__ = [
-    "TUNERS", "EasClassArgsValidator", "EasTuner", "NashClassArgsValidator", "NashTuner", "Net2NetRandomClassArgsValidator",
-    "Net2NetRandomTuner", "SearchClassArgsValidator", "SearchTuner", "register_all",
+    "TUNERS", "EasClassArgsValidator", "EasTuner", "NashClassArgsValidator", "NashTuner",
+    "Net2NetRandomClassArgsValidator", "Net2NetRandomTuner", "NniStrategyClassArgsValidator", "NniStrategyTuner",
+    "RandomMorphismClassArgsValidator", "RandomMorphismTuner", "SearchClassArgsValidator", "SearchTuner",
+    "register_all",
 ]
 
 
@@ -81,11 +83,48 @@ class Net2NetRandomTuner(SearchTuner):
     class_args_validator = Net2NetRandomClassArgsValidator
 
 
+class RandomMorphismClassArgsValidator(SearchClassArgsValidator):
+    search_name = "random_morphism"
+
+
+class RandomMorphismTuner(SearchTuner):
+    """Random architectures of the morphism space, each trained from scratch with the same schedule: NASH's baseline."""
+
+    search_name = "random_morphism"
+    class_args_validator = RandomMorphismClassArgsValidator
+
+
+class NniStrategyClassArgsValidator(BridgeClassArgsValidator):
+    """Validates the ``classArgs`` of :class:`NniStrategyTuner` (strategy, its parameters, space and task)."""
+
+    def validate(self, class_args: dict[str, Any]) -> None:
+        from .baselines.nni_strategies import split_strategy_settings
+
+        split_strategy_settings(class_args)
+
+
+class NniStrategyTuner(StrategyBridge):
+    """NNI's own ``Random`` or ``RegularizedEvolution`` strategy over our comparable CNN space, under nnictl.
+
+    ``classArgs``: ``strategy`` (``random`` | ``regularized_evolution``) with that strategy's NNI parameters,
+    the space's settings and the task's (see :mod:`nni_nas_ext.nni.baselines.nni_strategies`).
+    """
+
+    class_args_validator = NniStrategyClassArgsValidator
+
+    def build(self, class_args: dict[str, Any]) -> tuple[Any, Any, Any]:
+        from .baselines.nni_strategies import build_nni_strategy_search
+
+        return build_nni_strategy_search(class_args)
+
+
 #: builtin name -> (bridge class, classArgs validator), registered by ``python -m nni_nas_ext setup``.
 TUNERS: dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]] = {
     "NashHillClimbing": (NashTuner, NashClassArgsValidator),
     "EAS": (EasTuner, EasClassArgsValidator),
     "Net2NetRandom": (Net2NetRandomTuner, Net2NetRandomClassArgsValidator),
+    "RandomMorphism": (RandomMorphismTuner, RandomMorphismClassArgsValidator),
+    "NniNasStrategy": (NniStrategyTuner, NniStrategyClassArgsValidator),
 }
 
 
