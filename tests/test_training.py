@@ -11,7 +11,9 @@ from torch import nn
 from nni_nas_ext.core import build_module
 from nni_nas_ext.search_spaces import nash_seed
 from nni_nas_ext.trial_code.datasets import DatasetSpec, Splits, load_dataset
-from nni_nas_ext.trial_code.training import EpochResult, Schedule, TrainingDiverged, evaluate, train
+from nni_nas_ext.trial_code.augment import Augmentation
+from nni_nas_ext.trial_code.training import (EpochResult, Schedule, TrainingDiverged, autocast_dtype, evaluate,
+                                             train)
 
 SEED_NET = nash_seed((1, 8, 8), 10, widths=(8, 16, 16))
 
@@ -176,6 +178,101 @@ def test_data_and_module_must_share_a_device(digits: Splits) -> None:
         train(net, digits.train_x[:0], digits.train_y[:0], Schedule(epochs=1))
 
 
+def test_epochs_time_their_validation_apart(digits: Splits) -> None:
+    with_val = train(fresh_net(), digits.train_x, digits.train_y, Schedule(epochs=2),
+                     validation=(digits.val_x, digits.val_y))
+    assert all(0 < r.val_seconds < r.seconds for r in with_val)
+    assert all(r.val_seconds == 0 for r in train(fresh_net(), digits.train_x, digits.train_y, Schedule(epochs=1)))
+
+
+def test_the_optimiser_step_is_fused_sgd_on_the_cpu(digits: Splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    fused: list[object] = []
+    original = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        fused.append(self.defaults["fused"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    train(fresh_net(), digits.train_x[:256], digits.train_y[:256], Schedule(epochs=1))
+    assert fused == [True, True]
+
+
+# ---- augmentation and precision ---------------------------------------------------------------------------
+
+
+def _aug(mode: str, data: Splits) -> Augmentation:
+    return Augmentation.for_data(mode, data.input_shape, data.mean, data.std)
+
+
+def test_augmentation_none_changes_nothing_and_crop_is_reproducible(digits: Splits) -> None:
+    x, y = digits.train_x[:512], digits.train_y[:512]
+
+    def run(augment: Augmentation | None, seed: int = 0) -> dict[str, torch.Tensor]:
+        net = fresh_net(0)
+        train(net, x, y, Schedule(epochs=2, batch_size=64, seed=seed), augment=augment)
+        return net.state_dict()
+
+    plain, none = run(None), run(_aug("none", digits))
+    crop, crop_again, crop_other = run(_aug("crop", digits)), run(_aug("crop", digits)), run(_aug("crop", digits), 1)
+    assert all(torch.equal(plain[k], none[k]) for k in plain)
+    assert all(torch.equal(crop[k], crop_again[k]) for k in crop)
+    assert not all(torch.equal(crop[k], plain[k]) for k in crop)
+    assert not all(torch.equal(crop[k], crop_other[k]) for k in crop)
+
+
+def test_augmented_batches_are_the_shuffled_batches_shifted(digits: Splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same examples in the same order with or without augmentation; only their pixels move."""
+    batches: dict[str, list[torch.Tensor]] = {"plain": [], "crop": []}
+    current: list[str] = []
+    net = fresh_net()
+    original = type(net).forward
+
+    def spy(self, x):
+        batches[current[0]].append(x.detach().clone())
+        return original(self, x)
+
+    monkeypatch.setattr(type(net), "forward", spy)
+    x, y = digits.train_x[:300], digits.train_y[:300]
+    for mode in ("plain", "crop"):
+        current[:] = [mode]
+        train(fresh_net(), x, y, Schedule(epochs=2, batch_size=100, seed=3),
+              augment=_aug(mode, digits) if mode != "plain" else None)
+    assert len(batches["plain"]) == len(batches["crop"]) == 6
+    aug = _aug("crop", digits)
+    moved = 0
+    for a, b in zip(batches["plain"], batches["crop"]):
+        # every augmented image is its plain image shifted by at most one pixel (digits: padding 1)
+        candidates = torch.stack([aug.apply(a, torch.tensor([[dy, dx, 0]] * len(a)))
+                                  for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+        assert ((candidates == b).flatten(2).all(2)).any(0).all()
+        moved += int((a != b).flatten(1).any(1).sum())
+    assert moved > 400  # 8 of 9 shifts move the image
+
+
+def test_training_with_crop_still_learns_digits(digits: Splits) -> None:
+    net = fresh_net()
+    results = train(net, digits.train_x, digits.train_y, Schedule(epochs=6, seed=0), augment=_aug("crop", digits),
+                    validation=(digits.val_x, digits.val_y))
+    assert results[-1].val_accuracy > 0.7
+
+
+def test_autocast_dtype_by_precision_and_device() -> None:
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        autocast_dtype("fp16", cpu)
+
+
+def test_bf16_autocast_on_the_cpu_trains_float32_weights(digits: Splits) -> None:
+    net = fresh_net()
+    results = train(net, digits.train_x, digits.train_y, Schedule(epochs=3), precision="bf16",
+                    validation=(digits.val_x, digits.val_y))
+    assert results[-1].val_accuracy > 0.5
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
 # ---- evaluate -------------------------------------------------------------------------------------------
 
 
@@ -209,3 +306,15 @@ def test_training_on_cuda(digits: Splits) -> None:
     xn[3] = float("inf")
     with pytest.raises(TrainingDiverged, match="epoch 1"):
         train(fresh_net().cuda(), xn, y[:256], Schedule(epochs=1, batch_size=8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_cuda_precision_layout_and_augmentation(digits: Splits, precision: str) -> None:
+    net = fresh_net().cuda()
+    aug = Augmentation.for_data("crop", digits.input_shape, digits.mean, digits.std)
+    results = train(net, digits.train_x.cuda(), digits.train_y.cuda(), Schedule(epochs=4), augment=aug,
+                    precision=precision, validation=(digits.val_x.cuda(), digits.val_y.cuda()))
+    assert results[-1].val_accuracy > 0.6
+    # handed back in the default layout, float32, whatever ran inside
+    assert all(p.is_contiguous() and p.dtype == torch.float32 for p in net.parameters())

@@ -61,7 +61,11 @@ def test_seed_trains_reports_every_epoch_and_saves(trained_seed, task: TaskConfi
     assert result["params"] == cand.architecture.num_parameters() and result["flops"] > 0
     assert result["preservation_error"] is None and result["start_val_acc"] is None
     assert "test_acc" not in result  # only final trainings see the test set
-    assert {"start_to_first_batch", "transform", "train", "evaluate", "checkpoint", "total"} <= set(result["timings"])
+    timings = result["timings"]
+    assert {"start_to_first_batch", "transform", "train", "evaluate", "checkpoint", "total"} <= set(timings)
+    assert {"process_to_entry", "data", "start_evaluate", "train_setup", "train_steps", "validation",
+            "process_total"} <= set(timings)
+    assert 0 < timings["train_steps"] < timings["train"] and 0 < timings["validation"] < timings["train"]
     assert cand.id in CheckpointStore(task.checkpoint_dir)
 
 
@@ -178,3 +182,30 @@ def test_a_stored_result_is_reused_only_for_the_same_training(trained_seed, task
     reporter = ListReporter()
     result = run_candidate(cand, other_task, reporter, data=data)  # other settings: trained again
     assert "rerun" not in result and len(reporter.intermediates) == cand.epochs
+
+
+def test_augmentation_and_precision_settings_reach_the_training(trained_seed, task: TaskConfig, data) -> None:
+    parent, _, _ = trained_seed
+    crop = TaskConfig(dataset="digits", checkpoint_dir=task.checkpoint_dir, augment="crop", precision="fp32")
+    assert crop.augmentation(data).padding == 1 and crop.augmentation(data).fill == (-data.mean[0] / data.std[0],)
+    assert TaskConfig(dataset="digits", augment="crop+flip", crop_padding=2).augmentation(data).padding == 2
+    assert TaskConfig(dataset="digits").augmentation(data).is_identity
+    results = []
+    for i, t in enumerate((task, crop)):
+        cand = Candidate(candidate_id(parent.architecture, 90 + i), parent.architecture, None, 1, "train", False,
+                         "child", 1)
+        torch.manual_seed(0)
+        results.append(run_candidate(cand, dataclasses.replace(t, seed=1), ListReporter(), data=data))
+    stored = [CheckpointStore(task.checkpoint_dir).load(r["candidate"]).state_dict for r in results]
+    assert not all(torch.equal(stored[0][k], stored[1][k]) for k in stored[0])  # the crop changed the training
+    assert all(v.is_contiguous() for v in stored[1].values())
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"augment": "flip"}, "augment"), ({"precision": "fp16"}, "precision"), ({"crop_padding": 0}, "crop_padding"),
+])
+def test_task_rejects_unknown_augmentation_and_precision(kwargs: dict, fragment: str) -> None:
+    from nni_nas_ext.strategies.config import ConfigError
+
+    with pytest.raises(ConfigError, match=fragment):
+        TaskConfig(dataset="digits", **kwargs)

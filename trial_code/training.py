@@ -4,7 +4,13 @@ NASH trains every candidate with one cycle of SGDR, the learning rate annealed f
 cosine (Loshchilov and Hutter, *SGDR*, ICLR 2017, eq. 5 with a single restart period; Elsken et al.,
 arXiv 1711.04528, sec. 5.1). For the small datasets this project runs offline, the whole training set
 lives as one tensor on the training device and batches are drawn by a shuffled index (from a seeded
-generator), with no data-loader processes.
+generator), with no data-loader processes; augmentation (:mod:`.augment`) runs on the batch, on the device.
+
+Speed: the optimiser step is torch's fused SGD (one kernel for all parameters, where torch has it: the
+same update rule as the per-parameter loop, ~0.1 ms less per step on a small CPU network, which is
+a few percent of its step); on the CPU the loss is checked for NaN every step (free there), on an
+accelerator every 32 steps (each check waits for the device); gradients are freed, not zeroed. On CUDA,
+bfloat16 autocast with channels-last images is the default (``precision="auto"``).
 
 Deviations from the paper, both common practice: no weight decay on biases and BatchNorm parameters,
 and a last batch of a single example is dropped from its epoch (BatchNorm cannot normalise one example
@@ -22,9 +28,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["EpochResult", "Schedule", "TrainingDiverged", "evaluate", "train"]
+from .augment import Augmentation, shift_and_flip
+
+__all__ = ["PRECISIONS", "EpochResult", "Schedule", "TrainingDiverged", "autocast_dtype", "evaluate", "train"]
 
 _CHECK_EVERY = 32  # steps between divergence checks on an accelerator (each check waits for the device)
+_AUGMENT_SEED_OFFSET = 0x9E3779B97F4A7C15  # the augmentation generator's seed: schedule.seed + this, mod 2**64
+
+#: Values of ``train(precision=...)``, see :func:`autocast_dtype`.
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class TrainingDiverged(RuntimeError):
@@ -106,7 +118,8 @@ class EpochResult:
     train_loss: float  # mean over the examples seen, in train mode
     train_accuracy: float
     val_accuracy: float | None
-    seconds: float
+    seconds: float  # the whole epoch, validation included
+    val_seconds: float = 0.0  # of which validating (the rest: training steps)
 
 
 def _device_of(module: nn.Module, fallback: torch.device) -> torch.device:
@@ -118,10 +131,11 @@ def _device_of(module: nn.Module, fallback: torch.device) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(module: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+def evaluate(module: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> float:
     """Accuracy of ``module`` on ``(x, y)`` in eval mode (the caller's train/eval mode is restored).
 
     The data is moved batch by batch to the module's device when it is elsewhere; an empty set gives 0.0.
+    Batches of 256 by default: on one CPU thread, 1024 was ~15 % slower on a small CNN (cache misses).
     """
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, but got {len(x)} images and {len(y)} labels")
@@ -138,17 +152,49 @@ def evaluate(module: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) ->
     return int(correct) / len(x) if len(x) else 0.0
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype of mixed precision for ``precision`` on ``device``, or None for float32 throughout.
+
+    ``"auto"`` means bfloat16 autocast on a CUDA device that supports it (Ampere and later: tensor cores,
+    and no loss scaling needed as with float16) and float32 elsewhere (a CPU gains nothing on small
+    convolutions); ``"bf16"`` asks for bfloat16 autocast on any device; ``"fp32"`` never uses it.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, but got precision={precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return None
+
+
+def _optimizer(groups: list[dict], schedule: Schedule, device: torch.device) -> torch.optim.Optimizer:
+    """SGD, fused into one kernel per step where torch has that kernel (CPU, CUDA): the same update rule,
+    fewer kernel launches (on a small CPU network the step of the per-parameter loop costs ~1.6x as much)."""
+    params = [p for g in groups for p in g["params"]]
+    fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() and p.device == device for p in params)
+    return torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum, nesterov=schedule.nesterov,
+                           fused=True if fused else None)
+
+
 def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
           validation: tuple[Tensor, Tensor] | None = None,
           on_epoch: Callable[[EpochResult], None] | None = None,
-          on_first_batch: Callable[[], None] | None = None) -> list[EpochResult]:
+          on_first_batch: Callable[[], None] | None = None,
+          augment: Augmentation | None = None,
+          precision: str = "auto") -> list[EpochResult]:
     """Train ``module`` in place on ``(x, y)``, which must already be on the module's device.
 
     One cosine cycle over ``schedule.epochs`` epochs, the learning rate set before every step. The
     shuffling comes from a generator seeded with ``schedule.seed``: the same schedule, data and initial
-    weights give the same batches. ``on_first_batch`` is called once, just before the first step (for
+    weights give the same batches. ``augment`` (see :mod:`.augment`) transforms every batch on the device,
+    with shifts and flips drawn for the whole epoch from a second CPU generator seeded from
+    ``schedule.seed``, so the batches stay the same with or without augmentation and both are
+    reproducible. ``precision`` (see :func:`autocast_dtype`) turns on bfloat16 autocast; with it, on CUDA,
+    images and convolutions use the channels-last layout (what tensor cores read), and the module is
+    handed back in the default layout. ``on_first_batch`` is called once, just before the first step (for
     timing); ``on_epoch`` after every epoch with its :class:`EpochResult` (with the validation accuracy
     when ``validation`` is given). The module is left in train mode.
+
+    On the CPU, with float32, the same seed and inputs give bit-identical weights run after run.
 
     Raises
     ------
@@ -169,6 +215,7 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
     if x.device != device or y.device != device:
         raise ValueError(f"x ({x.device}), y ({y.device}) and the module ({device}) must be on one device: "
                          f"move the data with .to({str(device)!r}) first")
+    amp = autocast_dtype(precision, device)
     decay, no_decay = [], []
     for p in module.parameters():
         if p.requires_grad:
@@ -177,51 +224,82 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
                           {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
     if not groups:
         raise ValueError("the module has no trainable parameters")
-    optimizer = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum, nesterov=schedule.nesterov)
+    optimizer = _optimizer(groups, schedule, device)
     loss_fn = nn.CrossEntropyLoss()
+    augment = augment if augment is not None and not augment.is_identity else None
+    fill = augment.fill_on(device, x.dtype) if augment is not None else 0.0
+    channels_last = amp is not None and device.type == "cuda" and x.dim() == 4
+    layout = torch.channels_last if channels_last else torch.contiguous_format
 
     bs = schedule.batch_size
     starts = list(range(0, n, bs))
     if n > 1 and n - starts[-1] == 1:
         starts.pop()  # a batch of one example: dropped from this epoch (see the module docstring)
     seen = min(n, starts[-1] + bs)
+    sizes = [min(bs, n - i) for i in starts]
     total = len(starts) * schedule.epochs
-    check_every = 1 if device.type == "cpu" else _CHECK_EVERY
+    on_cpu = device.type == "cpu"
     gen = torch.Generator().manual_seed(schedule.seed)
+    aug_gen = torch.Generator().manual_seed((schedule.seed + _AUGMENT_SEED_OFFSET) % 2**64)
     results: list[EpochResult] = []
     step = 0
     module.train()
-    for epoch in range(1, schedule.epochs + 1):
-        start = time.perf_counter()
-        order = torch.randperm(n, generator=gen).to(device)
-        losses = torch.empty(len(starts), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        checked = 0
-        for k, i in enumerate(starts):
-            idx = order[i:i + bs]
-            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-            if step == 0 and on_first_batch is not None:
-                on_first_batch()
-            lr = schedule.lr_at(step, total)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            logits = module(xb)
-            loss = loss_fn(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            losses[k] = loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == yb).sum()
-            if (k + 1) % check_every == 0 or k + 1 == len(starts):
-                _check_finite(losses[checked:k + 1], epoch, checked, len(starts), step - (k + 1 - checked))
-                checked = k + 1
-        train_loss = float(losses.sum()) / seen
-        val = evaluate(module, *validation) if validation is not None else None
-        result = EpochResult(epoch, train_loss, int(correct) / seen, val, time.perf_counter() - start)
-        results.append(result)
-        if on_epoch is not None:
-            on_epoch(result)
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    try:
+        for epoch in range(1, schedule.epochs + 1):
+            start = time.perf_counter()
+            order = torch.randperm(n, generator=gen).to(device, non_blocking=True)
+            params = augment.sample(n, aug_gen).to(device, non_blocking=True) if augment is not None else None
+            losses = torch.empty(len(starts), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            checked = 0
+            for k, i in enumerate(starts):
+                idx = order[i:i + bs]
+                xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+                if params is not None:
+                    xb = shift_and_flip(xb, params[i:i + bs], fill)
+                if channels_last:
+                    xb = xb.contiguous(memory_format=layout)
+                if step == 0 and on_first_batch is not None:
+                    on_first_batch()
+                lr = schedule.lr_at(step, total)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if amp is not None:
+                    with torch.autocast(device.type, dtype=amp):
+                        logits = module(xb)
+                        loss = loss_fn(logits, yb)
+                else:
+                    logits = module(xb)
+                    loss = loss_fn(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                losses[k] = loss.detach()
+                correct += (logits.detach().argmax(1) == yb).sum()
+                if on_cpu:  # no device to wait for: check every step (a bad batch is named exactly)
+                    if not math.isfinite(loss.item()):
+                        _check_finite(losses[k:k + 1], epoch, k, len(starts), step - 1)
+                    checked = k + 1
+                elif (k + 1) % _CHECK_EVERY == 0 or k + 1 == len(starts):
+                    _check_finite(losses[checked:k + 1], epoch, checked, len(starts), step - (k + 1 - checked))
+                    checked = k + 1
+            weights = torch.tensor(sizes, dtype=losses.dtype).to(device, non_blocking=True)
+            train_loss = float((losses * weights).sum()) / seen
+            train_accuracy = int(correct) / seen
+            t_val = time.perf_counter()
+            val = evaluate(module, *validation) if validation is not None else None
+            end = time.perf_counter()
+            result = EpochResult(epoch, train_loss, train_accuracy, val, end - start,
+                                 end - t_val if validation is not None else 0.0)
+            results.append(result)
+            if on_epoch is not None:
+                on_epoch(result)
+    finally:
+        if channels_last:
+            module.to(memory_format=torch.contiguous_format)
     return results
 
 

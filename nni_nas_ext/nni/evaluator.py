@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import nni
-from nni.nas.evaluator import FunctionalEvaluator
 
 __all__ = ["NniReporter", "make_evaluator", "train_candidate"]
 
@@ -48,8 +47,15 @@ def train_candidate(model: Any, task: Mapping[str, Any]) -> dict[str, Any]:
     return run_candidate(model.candidate, TaskConfig.from_dict(task), NniReporter())
 
 
-def make_evaluator(task: Mapping[str, Any]) -> FunctionalEvaluator:
-    """The evaluator for a search with these task settings (see :class:`~nni_nas_ext.trial_code.trial.TaskConfig`)."""
+def make_evaluator(task: Mapping[str, Any]) -> Any:
+    """The evaluator for a search with these task settings (see :class:`~nni_nas_ext.trial_code.trial.TaskConfig`).
+
+    A ``nni.nas.evaluator.FunctionalEvaluator``; imported here, not at the module's import, because
+    ``nni.nas.evaluator`` pulls in pytorch_lightning, which the lean trial entry
+    (:mod:`nni_nas_ext.nni.trial_entry`) avoids while it reuses this module's reporter.
+    """
+    from nni.nas.evaluator import FunctionalEvaluator
+
     from nni_nas_ext.trial_code.trial import TaskConfig
 
     return FunctionalEvaluator(train_candidate, task=TaskConfig.from_dict(task).to_dict())
