@@ -18,14 +18,16 @@ from .base import SearchStrategy
 from .candidate import ROLES, TRAIN_ON, Candidate, candidate_id
 from .config import Config, ConfigError, ConfigRow, describe_config, option, parse_config
 from .eas import EasConfig, EasSearch, RandomNet2Net
+from .fna import FnaConfig, FnaJob, FnaPipeline
+from .fna_adaptation import AdaptationConfig, adapt
 from .nash import HillClimbing, NashConfig
 from .random_morphism import RandomMorphismConfig, RandomMorphismSearch
 
 __all__ = [
-    "ROLES", "STRATEGIES", "TRAIN_ON", "Candidate", "Config", "ConfigError", "ConfigRow", "EasConfig", "EasSearch",
-    "HillClimbing", "RandomNet2Net",
-    "NashConfig", "RandomMorphismConfig", "RandomMorphismSearch", "SearchStrategy", "candidate_id", "create_strategy", "describe_config", "describe_strategy",
-    "list_strategies", "option", "parse_config",
+    "ROLES", "STRATEGIES", "TRAIN_ON", "AdaptationConfig", "Candidate", "Config", "ConfigError", "ConfigRow",
+    "EasConfig", "EasSearch", "FnaConfig", "FnaJob", "FnaPipeline", "HillClimbing", "NashConfig", "RandomMorphismConfig",
+    "RandomMorphismSearch", "RandomNet2Net", "SearchStrategy", "adapt", "candidate_id", "create_strategy",
+    "describe_config", "describe_strategy", "list_strategies", "option", "parse_config",
 ]
 
 #: Every strategy by name: (configuration class, strategy class). A literal dict: nothing registers itself.

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .bridge import BridgeClassArgsValidator, StrategyBridge
+from .fna import FnaClassArgsValidator, FnaTuner
 
 __all__ = [
     "TUNERS", "EasClassArgsValidator", "EasTuner", "NashClassArgsValidator", "NashTuner",
@@ -125,6 +126,7 @@ TUNERS: dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]] =
     "Net2NetRandom": (Net2NetRandomTuner, Net2NetRandomClassArgsValidator),
     "RandomMorphism": (RandomMorphismTuner, RandomMorphismClassArgsValidator),
     "NniNasStrategy": (NniStrategyTuner, NniStrategyClassArgsValidator),
+    "FNA": (FnaTuner, FnaClassArgsValidator),
 }
 
 
