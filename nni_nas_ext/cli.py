@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from .results import SearchResults
@@ -74,17 +75,18 @@ def follow(port: int, *, timeout: float, poll: float = 3.0, out: Any = sys.stdou
             if r is None:
                 print(f"  trial {tid}: {state} (no result)", file=out, flush=True)
             elif "failed" in r:
-                print(f"  trial {tid}: {state}  {r['candidate']} ({r.get('role')}, step {r.get('step')}) FAILED: "
-                      f"{r['failed'][:200]}", file=out, flush=True)
+                print(f"  trial {tid}: {state}  {_what(r)} FAILED: {r['failed'][:200]}", file=out, flush=True)
             else:
                 extra = ""
                 if r.get("preservation_error") is not None:
                     extra = (f", start val acc {_fmt(r.get('start_val_acc'))} "
                              f"(preservation error {r['preservation_error']:.1e})")
                 test = f", test acc {_fmt(r['test_acc'])}" if "test_acc" in r else ""
-                print(f"  trial {tid}: {state}  {r['candidate']} ({r['role']}, step {r['step']}): "
-                      f"val acc {_fmt(r['default'])}{test}, {r['params']} params{extra}, "
-                      f"{r['timings'].get('process_total', 0):.1f} s", file=out, flush=True)
+                params = f", {r['params']} params" if "params" in r else ""
+                seconds = (r.get("timings") or {}).get("process_total")
+                took = f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+                print(f"  trial {tid}: {state}  {_what(r)}: val acc {_fmt(r.get('default'))}{test}{params}{extra}"
+                      f"{took}", file=out, flush=True)
         if status in _TERMINAL or (status == "NO_MORE_TRIAL" and trials and all(
                 t.get("status") not in ("WAITING", "RUNNING") for t in trials) and len(seen) == len(trials)):
             return status
@@ -92,6 +94,39 @@ def follow(port: int, *, timeout: float, poll: float = 3.0, out: Any = sys.stdou
             print(f"  stopped following after {timeout:.0f} s; the experiment is still {status}", file=out)
             return status
         time.sleep(poll)
+
+
+def _what(r: Mapping[str, Any]) -> str:
+    """``candidate (role, step N)`` of a result, with what it has (FNA jobs have no step)."""
+    inside = ", ".join(x for x in (r.get("role"), f"step {r['step']}" if "step" in r else None) if x)
+    return f"{r.get('candidate', '?')}" + (f" ({inside})" if inside else "")
+
+
+def is_morphism_search(results: SearchResults) -> bool:
+    """Whether the results are those of a morphism search (NASH, EAS, their baselines), not FNA's jobs.
+
+    FNA's trials name their job's ``kind`` (seed, adapt, param...); a morphism search's never do.
+    """
+    return not any("kind" in r for r in [*results.results.values(), *results.failures])
+
+
+def summarize_other(results: SearchResults, out: Any = sys.stdout) -> dict[str, Any]:
+    """Print (and return) the trials with a test accuracy, for searches that are not morphism searches (FNA)."""
+    tested = sorted((r for r in results.results.values() if "test_acc" in r), key=lambda r: r["candidate"])
+    print("\n== results (validation: held-out split of the training set; test: evaluated once per trial that "
+          "reports it)", file=out)
+    for r in tested:
+        madds = f", {r['madds']} MAdds" if "madds" in r else ""
+        print(f"  {_what(r)}: val acc {_fmt(r.get('default'))}, test acc {_fmt(r['test_acc'])}, "
+              f"{r.get('params')} params{madds}", file=out)
+    if not tested:
+        print("  no trial reported a test accuracy", file=out)
+    if results.failures:
+        print(f"  {len(results.failures)} failed trial(s): "
+              + "; ".join(f"{f['candidate']}: {f['failed'][:80]}" for f in results.failures), file=out)
+    out.flush()
+    return {"tested": tested, "failures": [{"candidate": f["candidate"], "reason": f["failed"]}
+                                           for f in results.failures]}
 
 
 def summarize(results: SearchResults, out: Any = sys.stdout) -> dict[str, Any]:
@@ -203,6 +238,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _finish(port: int, export_dir: str | None) -> int:
     results = SearchResults.from_metric_data(_rest(port, "metric-data"))
+    if not is_morphism_search(results):
+        summary = summarize_other(results)
+        return 0 if summary["tested"] else 1
     summary = summarize(results)
     checkpoint = summary["winner"]["checkpoint"]
     if not checkpoint:
@@ -226,7 +264,8 @@ def _cmd_follow(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    summary = summarize(SearchResults.from_metric_data(_rest(args.port, "metric-data")))
+    results = SearchResults.from_metric_data(_rest(args.port, "metric-data"))
+    summary = summarize(results) if is_morphism_search(results) else summarize_other(results)
     if args.json:
         print(json.dumps(summary, indent=1))
     return 0
