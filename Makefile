@@ -2,7 +2,8 @@
 #
 #   make test     create/reuse .venv (keyed on the lock) and run pytest; PYTEST_ARGS="..." to select
 #   make demo     the main job: nnictl create --config config.yml (NASH on digits), followed to the end
-#   make bench    benchmarks/bench_core.py in .venv
+#   make bench    benchmarks/bench_core.py and bench_trial_loop.py in .venv
+#   make compare  strategies side by side (benchmarks/compare.py; MINUTES, SEEDS, CONTESTANTS, LIMIT)
 #   make lock     re-resolve requirements/lock.txt from requirements/lock.in in a scratch venv
 #   make clean    build outputs and caches;  make distclean: also .venv
 #
@@ -45,7 +46,7 @@ CONFIG ?= config.yml
 .PHONY: help venv nni-fix browser test demo bench lock clean distclean
 
 help:
-	@sed -n '3,7s/^# \{0,1\}//p' Makefile
+	@sed -n '3,8s/^# \{0,1\}//p' Makefile
 
 venv: $(STAMP)
 
@@ -96,6 +97,22 @@ demo: venv nni-fix
 bench: venv
 	@test -f benchmarks/bench_core.py || { echo "benchmarks/bench_core.py does not exist yet" >&2; exit 1; }
 	$(VENV_PY) benchmarks/bench_core.py
+	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/bench_trial_loop.py --json benchmarks/out/bench_trial_loop.json
+
+# Strategies side by side (issue 6): one real nnictl experiment per (contestant, seed), MINUTES of wall clock
+# each, then the same final training of each run's best architecture. Re-running resumes; outputs in COMPARE_OUT.
+# make compare MINUTES=8 SEEDS="0 1" CONTESTANTS=nash,eas LIMIT=20000 COMPARE_ARGS="--final-epochs 15"
+MINUTES ?= 4
+SEEDS ?= 0 1
+CONTESTANTS ?= nash,nash_scratch,eas,net2net_random,random_morphism,nni_network_morphism,nni_regularized_evolution,nni_random
+DATASET ?= fashion-mnist
+COMPARE_OUT ?= benchmarks/results/$(DATASET)
+LIMIT ?=
+COMPARE_ARGS ?=
+.PHONY: compare
+compare: venv nni-fix
+	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare.py --contestants $(CONTESTANTS) --minutes $(MINUTES) \
+	  --seeds $(SEEDS) --dataset $(DATASET) --out $(COMPARE_OUT) $(if $(LIMIT),--limit $(LIMIT)) $(COMPARE_ARGS)
 
 # Re-resolve the lock: scratch venv, top-level requirements + the project itself, freeze everything.
 lock:
