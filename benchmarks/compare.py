@@ -633,10 +633,9 @@ def _load_data(s: Settings) -> Any:
 
 
 def _device(s: Settings) -> Any:
-    import torch
+    from nni_nas_ext.trial_code.training import select_device
 
-    use_cuda = s.device == "cuda" or (s.device == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
+    return select_device(s.device)
 
 
 def _schedule(s: Settings, seed: int) -> Any:

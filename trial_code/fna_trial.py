@@ -53,7 +53,7 @@ from nni_nas_ext.strategies.fna import FnaJob
 from nni_nas_ext.strategies.fna_adaptation import AdaptationConfig, AdaptationEpoch, adapt
 
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
-from .training import EpochResult, Schedule, evaluate, train
+from .training import EpochResult, Schedule, evaluate, select_device, train
 from .trial import Reporter, TrialFailed, default_checkpoint_dir
 
 __all__ = [
@@ -323,16 +323,11 @@ def _seed_weights(job: FnaJob, task: FnaTaskConfig, target: Splits) -> tuple[MBC
     return seed_for_target(arch, state, target.input_shape, target.num_classes, seed=task.seed)
 
 
-def _device(task: FnaTaskConfig) -> torch.device:
-    cuda = task.device == "cuda" or (task.device == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if cuda else "cpu")
-
-
 def _run(job: FnaJob, task: FnaTaskConfig, adaptation: AdaptationConfig | Mapping[str, Any] | None,
          reporter: Reporter, data: dict[str, Splits], cpu0: float) -> dict[str, Any]:
     if task.threads:
         torch.set_num_threads(task.threads)
-    device = _device(task)
+    device = select_device(task.device)
     torch.manual_seed(task.seed * 100_003 + job.serial)
     _log.info("FNA job %s (%s, %d epochs) on %s", job.id, job.kind, job.epochs, device)
     if job.kind == "seed":

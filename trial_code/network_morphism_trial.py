@@ -24,21 +24,16 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from .datasets import Splits, load_dataset
-from .training import EpochResult, evaluate, train
-from .trial import Reporter, TaskConfig
+from .datasets import Splits
+from .trial import Reporter, TaskConfig, train_from_scratch
 
 __all__ = ["main", "parse_arguments", "train_graph"]
-
-_log = logging.getLogger(__name__)
 
 #: TaskConfig keys a NetworkMorphism trial does not use (it keeps no checkpoints and measures no preservation)
 _UNUSED = frozenset({"checkpoint_dir", "calibration_size"})
@@ -57,53 +52,14 @@ def train_graph(graph_json: str, task: TaskConfig, epochs: int, reporter: Report
         If the graph is not a NetworkMorphism graph or does not fit the dataset (the message says which
         classArgs to set).
     """
-    from nni_nas_ext.nni.baselines.network_morphism import build_network_morphism_model, check_fits, count_parameters
+    from nni_nas_ext.nni.baselines.network_morphism import build_network_morphism_model, check_fits
 
-    clock: dict[str, float] = {}
-    t_enter = time.time()
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    device = torch.device("cuda" if task.device == "cuda" or (task.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    t = time.time()
-    if data is None:
-        data = load_dataset(task.dataset_spec())
-        _log.info("%s", data.describe())
-    clock["data"] = round(time.time() - t, 4)
-    check_fits(graph_json, tuple(data.input_shape), data.num_classes)
-    seed = task.seed * 100_003 + sequence
-    torch.manual_seed(seed)
-    module = build_network_morphism_model(graph_json).to(device)
-    params = count_parameters(module)
-    _log.info("NetworkMorphism graph: %d parameters, %d epochs on %s", params, epochs, device)
+    def build(data: Splits) -> torch.nn.Module:
+        check_fits(graph_json, tuple(data.input_shape), data.num_classes)
+        return build_network_morphism_model(graph_json)
 
-    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
-    x, y = data.train_x.to(device), data.train_y.to(device)
-
-    def on_epoch(r: EpochResult) -> None:
-        _log.info("epoch %d/%d: loss %.4f, train acc %.4f, val acc %.4f (%.2f s)", r.epoch, epochs, r.train_loss,
-                  r.train_accuracy, r.val_accuracy if r.val_accuracy is not None else math.nan, r.seconds)
-        reporter.intermediate({"default": r.val_accuracy, "epoch": r.epoch, "train_loss": round(r.train_loss, 6)})
-
-    t = time.time()
-    history = train(module, x, y, task.schedule(epochs, seed=seed), validation=(val_x, val_y), on_epoch=on_epoch)
-    clock["train"] = round(time.time() - t, 4)
-    val_acc = evaluate(module, val_x, val_y)
-    clock["total"] = round(time.time() - t_enter, 4)
-    result: dict[str, Any] = {
-        "default": val_acc,
-        "params": params,
-        "graph": graph_json,
-        "epochs": epochs,
-        "train_on": "train",
-        "train_loss": round(history[-1].train_loss, 6) if history else None,
-        "sequence": sequence,
-        "normalisation": {"mean": list(data.mean), "std": list(data.std)},
-        "timings": clock,
-    }
-    _log.info("final: val acc %.4f, %d parameters; timings %s", val_acc, params, clock)
-    reporter.final(result)
-    return result
+    return train_from_scratch(build, task, epochs, reporter, sequence=sequence, rebuild={"graph": graph_json},
+                              what="NetworkMorphism graph", data=data)
 
 
 def _value(text: str) -> Any:
@@ -133,20 +89,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[int, TaskConfig]
     return args.epochs, task
 
 
-class _NniReporter:
-    def __init__(self, nni: Any) -> None:
-        self._nni = nni
-
-    def intermediate(self, metric: dict[str, Any]) -> None:
-        self._nni.report_intermediate_result(metric)
-
-    def final(self, metric: dict[str, Any]) -> None:
-        self._nni.report_final_result(metric)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The trial: one graph from NNI, trained and reported."""
     import nni
+
+    from nni_nas_ext.nni.evaluator import NniReporter
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
@@ -154,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     graph_json = nni.get_next_parameter()
     if graph_json is None:
         raise SystemExit("no parameter from NNI: run this module as the trialCommand of a NetworkMorphism experiment")
-    train_graph(graph_json, task, epochs, _NniReporter(nni), sequence=int(nni.get_sequence_id()))
+    train_graph(graph_json, task, epochs, NniReporter(), sequence=int(nni.get_sequence_id()))
     return 0
 
 

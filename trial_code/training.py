@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from .augment import Augmentation, shift_and_flip
 
-__all__ = ["PRECISIONS", "EpochResult", "Schedule", "TrainingDiverged", "autocast_dtype", "evaluate", "train"]
+__all__ = ["PRECISIONS", "EpochResult", "Schedule", "TrainingDiverged", "autocast_dtype", "evaluate", "select_device",
+           "train"]
 
 _CHECK_EVERY = 32  # steps between divergence checks on an accelerator (each check waits for the device)
 _AUGMENT_SEED_OFFSET = 0x9E3779B97F4A7C15  # the augmentation generator's seed: schedule.seed + this, mod 2**64
@@ -131,6 +132,11 @@ def _device_of(module: nn.Module, fallback: torch.device) -> torch.device:
 
 
 @torch.no_grad()
+def select_device(setting: str) -> torch.device:
+    """The training device of a ``device`` setting: ``"cuda"``, or ``"auto"`` when a GPU is visible; else the CPU."""
+    return torch.device("cuda" if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()) else "cpu")
+
+
 def evaluate(module: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> float:
     """Accuracy of ``module`` on ``(x, y)`` in eval mode (the caller's train/eval mode is restored).
 

@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Protocol
@@ -41,9 +41,9 @@ from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_con
 from .augment import AUGMENTATIONS, Augmentation
 from .checkpoints import CheckpointStore
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
-from .training import PRECISIONS, EpochResult, Schedule, TrainingDiverged, evaluate, train
+from .training import PRECISIONS, EpochResult, Schedule, TrainingDiverged, evaluate, select_device, train
 
-__all__ = ["Reporter", "TaskConfig", "TrialFailed", "default_checkpoint_dir", "run_candidate"]
+__all__ = ["Reporter", "TaskConfig", "TrialFailed", "default_checkpoint_dir", "run_candidate", "train_from_scratch"]
 
 _log = logging.getLogger(__name__)
 
@@ -199,8 +199,7 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     clock["process_to_entry"] = round(t_enter - started, 4)  # process start, imports, NNI's parameter
     if task.threads:
         torch.set_num_threads(task.threads)
-    device = torch.device("cuda" if task.device == "cuda" or (task.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = select_device(task.device)
     serial = _serial(candidate)
     torch.manual_seed(task.seed * 100_003 + serial)
     arch = candidate.architecture
@@ -333,5 +332,61 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     clock["process_total"] = round(time.time() - started, 4)
     _log.info("final: val acc %.4f%s; timings %s", val_acc,
               f", test acc {test_acc:.4f}" if test_acc is not None else "", clock)
+    reporter.final(result)
+    return result
+
+
+def train_from_scratch(build: Callable[[Splits], torch.nn.Module], task: TaskConfig, epochs: int, reporter: Reporter, *,
+                       sequence: int, rebuild: Mapping[str, Any], what: str, data: Splits | None = None
+                       ) -> dict[str, Any]:
+    """Train a freshly initialised network on the train split as every benchmark contestant is trained; report it.
+
+    The trials of NNI's own searches (``nni_nas_ext.nni.baselines``) share this: torch is seeded with
+    ``task.seed`` and ``sequence`` (NNI's trial sequence number, as a candidate's serial in our trials), then
+    ``build(data)`` returns the network (raising when it does not fit the data), which trains one cosine cycle
+    of ``epochs`` epochs with per-epoch validation reports. The final result is ``{"default": val_acc,
+    "params": ..., **rebuild, ...}``: ``rebuild`` holds what rebuilds the network (``sample``, ``graph``).
+    ``what`` names the network in the logs. Returns the final result it reported.
+    """
+    clock: dict[str, float] = {}
+    t_enter = time.time()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    device = select_device(task.device)
+    t = time.time()
+    if data is None:
+        data = load_dataset(task.dataset_spec())
+        _log.info("%s", data.describe())
+    clock["data"] = round(time.time() - t, 4)
+    seed = task.seed * 100_003 + sequence
+    torch.manual_seed(seed)
+    module = build(data).to(device)
+    params = int(sum(p.numel() for p in module.parameters()))
+    _log.info("%s: %d parameters, %d epochs on %s", what, params, epochs, device)
+    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
+    x, y = data.train_x.to(device), data.train_y.to(device)
+
+    def on_epoch(r: EpochResult) -> None:
+        _log.info("epoch %d/%d: loss %.4f, train acc %.4f, val acc %.4f (%.2f s)", r.epoch, epochs, r.train_loss,
+                  r.train_accuracy, r.val_accuracy if r.val_accuracy is not None else math.nan, r.seconds)
+        reporter.intermediate({"default": r.val_accuracy, "epoch": r.epoch, "train_loss": round(r.train_loss, 6)})
+
+    t = time.time()
+    history = train(module, x, y, task.schedule(epochs, seed=seed), validation=(val_x, val_y), on_epoch=on_epoch)
+    clock["train"] = round(time.time() - t, 4)
+    val_acc = evaluate(module, val_x, val_y)
+    clock["total"] = round(time.time() - t_enter, 4)
+    result: dict[str, Any] = {
+        "default": val_acc,
+        "params": params,
+        **rebuild,
+        "epochs": epochs,
+        "train_on": "train",
+        "train_loss": round(history[-1].train_loss, 6) if history else None,
+        "sequence": sequence,
+        "normalisation": {"mean": list(data.mean), "std": list(data.std)},
+        "timings": clock,
+    }
+    _log.info("final: val acc %.4f, %d parameters; timings %s", val_acc, params, clock)
     reporter.final(result)
     return result

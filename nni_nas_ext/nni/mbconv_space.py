@@ -20,8 +20,6 @@ Two spaces live here (both import torch and ``nni.nas``; the import-light tuner 
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -249,21 +247,11 @@ class FnaModelSpace(ModelSpace):
         return self.network(x)
 
 
-def _log_to_stdout() -> None:
-    root = logging.getLogger("nni_nas_ext")
-    if not any(getattr(h, "_nni_nas_ext", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
-        handler._nni_nas_ext = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-
-
 def train_fna_job(model: Any, task: Mapping[str, Any], adaptation: Mapping[str, Any]) -> dict[str, Any]:
     """Run the job that ``model`` (a frozen :class:`FnaModelSpace`) carries, reporting to NNI."""
     from nni_nas_ext.trial_code.fna_trial import FnaTaskConfig, run_fna_job
 
-    from .evaluator import NniReporter
+    from .evaluator import NniReporter, _log_to_stdout
 
     _log_to_stdout()
     return run_fna_job(model.job, FnaTaskConfig.from_dict(task), dict(adaptation), NniReporter())

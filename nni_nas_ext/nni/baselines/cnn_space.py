@@ -26,15 +26,11 @@ the evaluator function: our trainer, our data split, the same schedule as every 
 from __future__ import annotations
 
 import logging
-import math
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import nni
-import torch
 from nni.mutable import ensure_frozen
 from nni.nas.nn.pytorch import ModelSpace
 from torch import Tensor, nn
@@ -248,18 +244,6 @@ class ConvStageSpace(ModelSpace):
 # --------------------------------------------------------------------------------------------------------
 
 
-class _NniReporter:
-    def intermediate(self, metric: dict[str, Any]) -> None:
-        import nni
-
-        nni.report_intermediate_result(metric)
-
-    def final(self, metric: dict[str, Any]) -> None:
-        import nni
-
-        nni.report_final_result(metric)
-
-
 def _sequence() -> int:
     try:
         import nni
@@ -279,60 +263,23 @@ def train_cnn_sample(model: Any, task: Mapping[str, Any], epochs: int, reporter:
     initialisation). Reports ``{"default": val_acc, "epoch": e}`` per epoch and a final ``{"default":
     val_acc, "params": ..., "sample": {...}, ...}``.
     """
-    from nni_nas_ext.trial_code.datasets import load_dataset
-    from nni_nas_ext.trial_code.training import EpochResult, evaluate, train
-    from nni_nas_ext.trial_code.trial import TaskConfig
+    from nni_nas_ext.trial_code.trial import TaskConfig, train_from_scratch
+
+    from ..evaluator import NniReporter, _log_to_stdout
 
     _log_to_stdout()
-    reporter = reporter if reporter is not None else _NniReporter()
     config = TaskConfig.from_dict(task)
     sample = dict(model.sample)
-    clock: dict[str, float] = {}
-    t_enter = time.time()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = torch.device("cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    t = time.time()
-    if data is None:
-        data = load_dataset(config.dataset_spec())
-    clock["data"] = round(time.time() - t, 4)
-    if tuple(data.input_shape) != tuple(model.input_shape) or data.num_classes != model.num_classes:
-        raise ValueError(f"the space was built for {tuple(model.input_shape)} images and {model.num_classes} classes, "
-                         f"but dataset {config.dataset!r} has {tuple(data.input_shape)} and {data.num_classes}")
-    sequence = _sequence()
-    seed = config.seed * 100_003 + sequence
-    torch.manual_seed(seed)
-    module = build_cnn_space_model(sample, tuple(data.input_shape), data.num_classes).to(device)
-    params = int(sum(p.numel() for p in module.parameters()))
-    _log.info("sample %s: %d parameters, %d epochs on %s", sample, params, epochs, device)
-    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
-    x, y = data.train_x.to(device), data.train_y.to(device)
 
-    def on_epoch(r: EpochResult) -> None:
-        _log.info("epoch %d/%d: loss %.4f, train acc %.4f, val acc %.4f (%.2f s)", r.epoch, epochs, r.train_loss,
-                  r.train_accuracy, r.val_accuracy if r.val_accuracy is not None else math.nan, r.seconds)
-        reporter.intermediate({"default": r.val_accuracy, "epoch": r.epoch, "train_loss": round(r.train_loss, 6)})
+    def build(data: Any) -> nn.Module:
+        if tuple(data.input_shape) != tuple(model.input_shape) or data.num_classes != model.num_classes:
+            raise ValueError(f"the space was built for {tuple(model.input_shape)} images and {model.num_classes} "
+                             f"classes, but dataset {config.dataset!r} has {tuple(data.input_shape)} and "
+                             f"{data.num_classes}")
+        return build_cnn_space_model(sample, tuple(data.input_shape), data.num_classes)
 
-    t = time.time()
-    history = train(module, x, y, config.schedule(epochs, seed=seed), validation=(val_x, val_y), on_epoch=on_epoch)
-    clock["train"] = round(time.time() - t, 4)
-    val_acc = evaluate(module, val_x, val_y)
-    clock["total"] = round(time.time() - t_enter, 4)
-    result = {
-        "default": val_acc,
-        "params": params,
-        "sample": sample,
-        "epochs": epochs,
-        "train_on": "train",
-        "train_loss": round(history[-1].train_loss, 6) if history else None,
-        "sequence": sequence,
-        "normalisation": {"mean": list(data.mean), "std": list(data.std)},
-        "timings": clock,
-    }
-    _log.info("final: val acc %.4f, %d parameters; timings %s", val_acc, params, clock)
-    reporter.final(result)
-    return result
+    return train_from_scratch(build, config, epochs, reporter if reporter is not None else NniReporter(),
+                              sequence=_sequence(), rebuild={"sample": sample}, what=f"sample {sample}", data=data)
 
 
 def make_cnn_evaluator(task: Mapping[str, Any], epochs: int) -> Any:
@@ -342,13 +289,3 @@ def make_cnn_evaluator(task: Mapping[str, Any], epochs: int) -> Any:
     from nni_nas_ext.trial_code.trial import TaskConfig
 
     return FunctionalEvaluator(train_cnn_sample, task=TaskConfig.from_dict(task).to_dict(), epochs=int(epochs))
-
-
-def _log_to_stdout() -> None:
-    root = logging.getLogger("nni_nas_ext")
-    if not any(getattr(h, "_nni_nas_ext", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
-        handler._nni_nas_ext = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
