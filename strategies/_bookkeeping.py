@@ -89,8 +89,27 @@ class CandidateLedger:
 
     config: Any
 
-    def __init__(self, seed_architecture: Architecture, config: Config) -> None:
+    def _require_seed_within(self, max_parameters: int | None) -> None:
+        """Refuse a seed architecture larger than ``max_parameters`` (None: no limit)."""
+        params = self.seed_architecture.num_parameters()
+        if max_parameters is not None and params > max_parameters:
+            raise ValueError(f"the seed architecture has {params} parameters, more than max_parameters="
+                             f"{max_parameters}; raise max_parameters or start from a smaller seed")
+
+    @classmethod
+    def coerce_config(cls, config: Config | Mapping[str, Any] | None) -> Config:
+        """``config`` as a :attr:`config_class`: parsed from a mapping (None: the defaults), or checked for its type."""
+        if config is None or isinstance(config, Mapping):
+            return parse_config(cls.config_class, config)
+        if not isinstance(config, cls.config_class):
+            name = cls.config_class.__name__
+            article = "an" if name[:1] in "AEIOU" else "a"
+            raise TypeError(f"config must be {article} {name} or a mapping, but got {type(config).__name__}")
+        return config
+
+    def __init__(self, seed_architecture: Architecture, config: Config | Mapping[str, Any] | None) -> None:
         _require_architecture(seed_architecture)
+        config = self.coerce_config(config)
         self.config = config
         self.seed_architecture = seed_architecture.with_lineage(None)
         self._rng = np.random.default_rng(config.seed)  # type: ignore[attr-defined]

@@ -93,9 +93,9 @@ import torch
 from nni_nas_ext.core.architecture import Architecture, Lineage, Step
 from nni_nas_ext.core.morphisms import WIDTHS, Deepen, Widen
 
-from ._bookkeeping import _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _json_copy, _require_architecture
+from ._bookkeeping import _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _json_copy
 from .candidate import Candidate
-from .config import Config, ConfigError, option, parse_config
+from .config import Config, ConfigError, option
 from .eas_controller import ControllerConfig, DeeperAction, require_odd_kernels, EasController, Trajectory, WiderAction
 from .eas_controller import Step as ActorCall
 
@@ -430,8 +430,7 @@ class _EpisodeSearch(CandidateLedger):
 
     def __init__(self, seed_architecture: Architecture, config: Union[EasConfig, Mapping[str, Any], None],
                  policy: _Policy) -> None:
-        _require_architecture(seed_architecture)
-        super().__init__(seed_architecture, _eas_config(config))
+        super().__init__(seed_architecture, config)
         self._policy = policy
         self._widths = widths_up_to(self.config.max_width)
         self._widen = Widen(mode=self.config.morphism_mode, widths=self._widths)
@@ -657,14 +656,6 @@ class _EpisodeSearch(CandidateLedger):
                 "rewards": record["rewards"], "controller": record["controller"], "best_after": record["best_after"]}
 
 
-def _eas_config(config: Union[EasConfig, Mapping[str, Any], None]) -> EasConfig:
-    if config is None or isinstance(config, Mapping):
-        return parse_config(EasConfig, config)
-    if not isinstance(config, EasConfig):
-        raise TypeError(f"config must be an EasConfig or a mapping, but got {type(config).__name__}")
-    return config
-
-
 class EasSearch(_EpisodeSearch):
     """EAS (Cai et al. 2018): a meta-controller chooses Net2Deeper/Net2Wider actions, trained by REINFORCE.
 
@@ -700,7 +691,7 @@ class EasSearch(_EpisodeSearch):
 
     def __init__(self, seed_architecture: Architecture, config: Union[EasConfig, Mapping[str, Any], None] = None,
                  *, controller: Optional[ControllerLike] = None) -> None:
-        config = _eas_config(config)
+        config = self.coerce_config(config)
         if controller is None:
             controller = EasController(config.controller_config())
         self.controller = controller
@@ -727,7 +718,7 @@ class RandomNet2Net(_EpisodeSearch):
 
     def __init__(self, seed_architecture: Architecture,
                  config: Union[EasConfig, Mapping[str, Any], None] = None) -> None:
-        config = _eas_config(config)
+        config = self.coerce_config(config)
         super().__init__(seed_architecture, config, _RandomPolicy(config.kernels))
 
     @classmethod

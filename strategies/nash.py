@@ -55,10 +55,10 @@ from nni_nas_ext.core.errors import MorphismError
 from nni_nas_ext.core.morphisms import MORPHISMS, Morphism, create_morphism, random_chain
 
 from ._bookkeeping import (
-    _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _accuracy, _json_copy, _require_architecture,
+    _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _accuracy, _json_copy,
 )
 from .candidate import Candidate
-from .config import Config, option, parse_config
+from .config import Config, option
 
 __all__ = ["HillClimbing", "NashConfig"]
 
@@ -172,16 +172,9 @@ class HillClimbing(CandidateLedger):
 
     def __init__(self, seed_architecture: Architecture,
                  config: Union[NashConfig, Mapping[str, Any], None] = None) -> None:
-        _require_architecture(seed_architecture)
-        if config is None or isinstance(config, Mapping):
-            config = parse_config(NashConfig, config)
-        elif not isinstance(config, NashConfig):
-            raise TypeError(f"config must be a NashConfig or a mapping, but got {type(config).__name__}")
         super().__init__(seed_architecture, config)
-        params = self.seed_architecture.num_parameters()
-        if config.max_parameters is not None and params > config.max_parameters:
-            raise ValueError(f"the seed architecture has {params} parameters, more than max_parameters="
-                             f"{config.max_parameters}; raise max_parameters or start from a smaller seed")
+        config = self.config
+        self._require_seed_within(config.max_parameters)
         self._morphisms = _morphisms(config)
         self._step = 0
         self._rounds: list[dict[str, Any]] = []  # one per proposed round: step, phase, ids, incumbents, note

@@ -47,9 +47,9 @@ from nni_nas_ext.core.architecture import Architecture
 from nni_nas_ext.core.errors import MorphismError
 from nni_nas_ext.core.morphisms import MORPHISMS, random_chain
 
-from ._bookkeeping import _DONE, _FAILED, _FINAL, CandidateLedger, _accuracy, _require_architecture
+from ._bookkeeping import _DONE, _FAILED, _FINAL, CandidateLedger, _accuracy
 from .candidate import Candidate
-from .config import Config, option, parse_config
+from .config import Config, option
 from .nash import _morphisms
 
 __all__ = ["RandomMorphismConfig", "RandomMorphismSearch"]
@@ -135,16 +135,9 @@ class RandomMorphismSearch(CandidateLedger):
 
     def __init__(self, seed_architecture: Architecture,
                  config: Union[RandomMorphismConfig, Mapping[str, Any], None] = None) -> None:
-        _require_architecture(seed_architecture)
-        if config is None or isinstance(config, Mapping):
-            config = parse_config(RandomMorphismConfig, config)
-        elif not isinstance(config, RandomMorphismConfig):
-            raise TypeError(f"config must be a RandomMorphismConfig or a mapping, but got {type(config).__name__}")
         super().__init__(seed_architecture, config)
-        params = self.seed_architecture.num_parameters()
-        if config.max_parameters is not None and params > config.max_parameters:
-            raise ValueError(f"the seed architecture has {params} parameters, more than max_parameters="
-                             f"{config.max_parameters}; raise max_parameters or start from a smaller seed")
+        config = self.config
+        self._require_seed_within(config.max_parameters)
         self._morphisms = _morphisms(config)  # type: ignore[arg-type]
         self._phase = _SAMPLE
         self._samples: list[str] = []
