@@ -12,6 +12,8 @@ import torchvision
 from torch import nn
 
 from nni_nas_ext.core.errors import ArchitectureError
+from _mbconv_helpers import randomise
+
 from nni_nas_ext.core.mbconv import (
     EXPANSIONS, KERNELS, MBConvArchitecture, MBConvOp, MBConvSuperNet, MixedLayer, Stage, SuperNetSpace,
     build_network, mobilenet_v2, small_input_strides, state_dict_to_torchvision, state_shapes,
@@ -19,26 +21,6 @@ from nni_nas_ext.core.mbconv import (
 )
 
 TOLERANCE = 1e-5
-
-
-def randomise(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and random BatchNorm statistics (so that BN is no identity), eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-                m.num_batches_tracked.fill_(7)
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.05)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.05)
-    return module.eval()
 
 
 def random_choice(space: SuperNetSpace, rng: random.Random) -> dict[str, int]:
