@@ -378,8 +378,13 @@ class CandidateLedger:
             "final_failed": self._failures.get(final_id) if final_id is not None else None,
         }
 
+    def _origin(self, cid: str) -> str | None:
+        """The candidate ``cid`` was derived from (its ``parent`` here; a search may know better)."""
+        return self._candidates[cid].parent
+
     def _ancestry(self, cid: str) -> list[dict[str, Any]]:
-        """The morphisms from the seed to ``cid``: one entry per generation that applied some."""
+        """The morphisms from the seed to ``cid`` (following :meth:`_origin`): one entry per generation that
+        applied some."""
         generations = []
         current: str | None = cid
         while current is not None:
@@ -389,5 +394,5 @@ class CandidateLedger:
                 generations.append({self.generation_key: c.step, "candidate": c.id,
                                     "parent_arch": c.architecture.lineage.parent, "arch_id": c.architecture.id,
                                     "steps": [s.to_dict() for s in steps], "describe": [s.describe() for s in steps]})
-            current = c.parent
+            current = self._origin(current)
         return generations[::-1]

@@ -351,7 +351,10 @@ class HillClimbing(CandidateLedger):
         self._open_round(_FINAL, ids)
 
     def _origin(self, cid: str) -> str | None:
-        """The candidate ``cid`` was derived from: its ``parent``, or without inheritance the incumbent of its round."""
+        """The candidate ``cid`` was derived from: its ``parent``, or without inheritance the incumbent of its round.
+
+        So that the lineage (:meth:`_ancestry`) is the same with and without weight inheritance.
+        """
         c = self._candidates[cid]
         if c.parent is not None or self.config.inherit_weights or c.role == "seed":
             return c.parent
@@ -359,23 +362,6 @@ class HillClimbing(CandidateLedger):
             if cid in r["candidates"]:
                 return r["incumbent_before"]  # a climbing step's incumbent, or the winner of the final round
         return None
-
-    def _ancestry(self, cid: str) -> list[dict[str, Any]]:
-        """The morphisms from the seed to ``cid``, one entry per generation that applied some.
-
-        Follows :meth:`_origin`, so that the lineage is the same with and without weight inheritance.
-        """
-        generations = []
-        current: str | None = cid
-        while current is not None:
-            c = self._candidates[current]
-            if c.architecture.lineage is not None:
-                steps = c.architecture.lineage.steps
-                generations.append({self.generation_key: c.step, "candidate": c.id,
-                                    "parent_arch": c.architecture.lineage.parent, "arch_id": c.architecture.id,
-                                    "steps": [s.to_dict() for s in steps], "describe": [s.describe() for s in steps]})
-            current = self._origin(current)
-        return generations[::-1]
 
     # ---- reporting ------------------------------------------------------------------------------
 
