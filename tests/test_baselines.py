@@ -17,6 +17,8 @@ import pytest
 import torch
 import yaml
 
+from _reporters import ListReporter
+
 from nni_nas_ext.core import build_module
 from nni_nas_ext.nni.baselines.cnn_space import (
     CnnSpaceConfig, ConvStageSpace, build_cnn_space_model, labels, stages_of, train_cnn_sample,
@@ -35,18 +37,6 @@ from nni_nas_ext.trial_code.trial import TaskConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK_CONFIGS = sorted((ROOT / "examples" / "benchmark").glob("*.yml"))
-
-
-class ListReporter:
-    def __init__(self) -> None:
-        self.intermediates: list[dict[str, Any]] = []
-        self.finals: list[dict[str, Any]] = []
-
-    def intermediate(self, metric: dict[str, Any]) -> None:
-        self.intermediates.append(json.loads(json.dumps(metric)))
-
-    def final(self, metric: dict[str, Any]) -> None:
-        self.finals.append(json.loads(json.dumps(metric)))  # what NNI stores: plain JSON
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from _reporters import ListReporter
+
 from nni_nas_ext.core.mbconv import MBConvArchitecture, build_network, mobilenet_v2
 from nni_nas_ext.core.remap import remap_state_dict
 from nni_nas_ext.nni.fna import FnaClassArgsValidator, split_fna_settings
@@ -168,18 +170,6 @@ def dataclasses_replace(seed: MBConvArchitecture, *, input_size: int, target: MB
 # The trials, in process, on digits
 # --------------------------------------------------------------------------------------------------
 
-class _Reporter:
-    def __init__(self) -> None:
-        self.intermediates: list[dict] = []
-        self.finals: list[dict] = []
-
-    def intermediate(self, metric: dict) -> None:
-        self.intermediates.append(metric)
-
-    def final(self, metric: dict) -> None:
-        self.finals.append(metric)
-
-
 TINY = {"source_dataset": "digits", "target_dataset": "digits", "source_limit": 300, "target_limit": 300,
         "width_mult": 0.25, "max_layers": 2, "epochs_seed": 2, "epochs_adapt": 2, "warmup_epochs": 1,
         "epochs_param": 1, "baselines": True, "batch_size": 32, "seed": 1}
@@ -190,10 +180,10 @@ def test_the_whole_pipeline_runs_in_process_and_parameter_adaptation_starts_from
     fna, task, adaptation = split_fna_settings({**TINY, "checkpoint_dir": str(tmp_path)})
     pipeline = FnaPipeline(fna)
     data: dict = {}
-    reports: dict[str, _Reporter] = {}
+    reports: dict[str, ListReporter] = {}
     while not pipeline.finished:
         for job in pipeline.ask():
-            reporter = reports[job.kind] = _Reporter()
+            reporter = reports[job.kind] = ListReporter()
             result = run_fna_job(job, task, adaptation, reporter, data=data)
             assert reporter.finals == [result] and result["candidate"] == job.id
             pipeline.tell(job.id, result)
@@ -224,7 +214,7 @@ def test_a_failing_trial_reports_its_failure_first(tmp_path: Path) -> None:
 
     fna, task, adaptation = split_fna_settings({**TINY, "checkpoint_dir": str(tmp_path)})
     job = FnaJob(id="adapt-0001", kind="adapt", epochs=2, parent="seed-0000")  # its seed was never trained
-    reporter = _Reporter()
+    reporter = ListReporter()
     with pytest.raises(TrialFailed, match="no checkpoint file"):
         run_fna_job(job, task, adaptation, reporter)
     assert reporter.finals[0]["candidate"] == job.id and "no checkpoint file" in reporter.finals[0]["failed"]

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from _reporters import ListReporter
+
 from nni_nas_ext.core import Step, replay
 from nni_nas_ext.strategies import ConfigError, HillClimbing, NashConfig, parse_config
 from nni_nas_ext.trial_code.datasets import load_dataset
@@ -134,16 +136,7 @@ def test_a_child_without_parent_trains_from_scratch_in_the_trial(tmp_path) -> No
     child = next(c for c in strategy.ask() if c.role == "child")
     assert child.parent is None and child.architecture.lineage is not None
 
-    class Reporter:
-        finals: list[dict[str, Any]] = []
-
-        def intermediate(self, metric: dict[str, Any]) -> None:
-            pass
-
-        def final(self, metric: dict[str, Any]) -> None:
-            self.finals.append(metric)
-
-    result = run_candidate(child, task, Reporter(), data=data)
+    result = run_candidate(child, task, ListReporter(), data=data)
     assert result["candidate"] == child.id and result["parent"] is None
     assert result["preservation_error"] is None and result["start_val_acc"] is None and result["morphisms"] == []
     assert 0.0 <= result["default"] <= 1.0

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from _reporters import ListReporter
+
 from nni_nas_ext.core import create_morphism, random_chain
 from nni_nas_ext.export import load_exported
 from nni_nas_ext.results import SearchResults
@@ -18,19 +20,6 @@ from nni_nas_ext.trial_code.checkpoints import CheckpointStore
 from nni_nas_ext.trial_code.datasets import load_dataset
 from nni_nas_ext.trial_code.trial import TaskConfig, TrialFailed, run_candidate
 from nni_nas_ext.cli import export_checkpoint
-
-
-class ListReporter:
-    def __init__(self) -> None:
-        self.intermediates: list[dict] = []
-        self.finals: list[dict] = []
-
-    def intermediate(self, metric: dict) -> None:
-        self.intermediates.append(metric)
-
-    def final(self, metric: dict) -> None:
-        json.dumps(metric)  # what NNI does with it: it must be plain JSON
-        self.finals.append(metric)
 
 
 @pytest.fixture(scope="module")
