@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["NnictlFailed", "PrivateExperiment", "free_port", "nas_trial_command", "private_experiment", "venv_python"]
+__all__ = ["NnictlFailed", "PrivateExperiment", "free_port", "lean_trial_command", "nas_trial_command", "private_experiment", "venv_python"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -42,8 +42,14 @@ def venv_python() -> str:
 
 
 def nas_trial_command() -> str:
-    """The command that runs one ``nni.nas`` model in a trial, with this very interpreter."""
+    """NNI's own command that runs one ``nni.nas`` model in a trial, with this very interpreter."""
     return f"{venv_python()} -m nni.nas.execution.training_service trial"
+
+
+def lean_trial_command() -> str:
+    """Our lean trial command (``nni_nas_ext.nni.trial_entry``), with this very interpreter: the one our configs
+    use. It runs our tuners' trials without importing ``nni.nas``, and hands anything else to NNI's entry."""
+    return f"{venv_python()} -m nni_nas_ext.nni.trial_entry"
 
 
 def free_port() -> int:

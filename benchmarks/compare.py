@@ -76,7 +76,7 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:  # `python benchmarks/compare.py` and `import compare` from the tests alike
     sys.path.insert(0, str(HERE))
 
-from _nnictl import NnictlFailed, nas_trial_command, private_experiment, venv_python  # noqa: E402
+from _nnictl import NnictlFailed, lean_trial_command, nas_trial_command, private_experiment, venv_python  # noqa: E402
 
 from nni_nas_ext.atomic import atomic_write  # noqa: E402
 from nni_nas_ext.core.errors import unknown_name  # noqa: E402
@@ -219,11 +219,14 @@ def _seed_net_args(s: Settings) -> dict[str, Any]:
 
 def _experiment(name: str, seed: int, s: Settings, class_name: str, class_args: Mapping[str, Any], *,
                 trial_command: str | None = None) -> dict[str, Any]:
-    """An NNI v2 config: local training service, ``maxExperimentDuration`` = the budget, no trial limit."""
+    """An NNI v2 config: local training service, ``maxExperimentDuration`` = the budget, no trial limit.
+
+    The trial command is what a user of each method would run: our lean entry for our tuners (as in
+    ``examples/benchmark``), NNI's own for NNI's strategies, whose trials unpickle an ``nni.nas`` model."""
     return {
         "experimentName": f"compare-{name}-seed{seed}",
         "searchSpace": {},
-        "trialCommand": trial_command or nas_trial_command(),
+        "trialCommand": trial_command or lean_trial_command(),
         "trialCodeDirectory": str(ROOT),
         "trialConcurrency": s.concurrency,
         "maxExperimentDuration": f"{s.budget_s}s",
@@ -296,7 +299,8 @@ def nni_network_morphism(seed: int, s: Settings) -> dict[str, Any]:
 
 def _nni_strategy(name: str, strategy: str, seed: int, s: Settings, **extra: Any) -> dict[str, Any]:
     args = {"strategy": strategy, "epochs": s.epochs, **extra, **_task_args(seed, s)}
-    return _experiment(name, seed, s, "nni_nas_ext.nni.tuners.NniStrategyTuner", args)
+    return _experiment(name, seed, s, "nni_nas_ext.nni.tuners.NniStrategyTuner", args,
+                       trial_command=nas_trial_command())
 
 
 #: RegularizedEvolution's population and tournament, scaled to the tens of trials a CPU budget trains (NNI's
