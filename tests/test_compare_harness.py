@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -173,6 +174,22 @@ def test_every_contestant_gets_the_same_task_and_budget() -> None:
     assert compare.eas(0, settings)["tuner"]["classArgs"]["epochs"] == 3
 
 
+def test_final_training_pair_names_the_one_that_failed() -> None:
+    settings = compare.Settings(dataset="digits", limit=200, final_epochs=1, final_threads=2)
+
+    def broken() -> torch.nn.Module:
+        raise ValueError("no such layer: conv9")
+
+    def tiny() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+    with pytest.raises(RuntimeError, match=r"from inherited weights failed: ValueError: no such layer: conv9"):
+        compare._train_and_test_pair(tiny, broken, settings, 0)
+    fresh, inherited = compare._train_and_test_pair(tiny, tiny, settings, 0)
+    assert fresh["threads"] == inherited["threads"] == 1 and fresh["params"] == 650
+    assert fresh["test_acc"] == inherited["test_acc"]  # same seed, same net, each in its own process
+
+
 def test_contestant_problem_says_why_a_contestant_cannot_run() -> None:
     settings = compare.Settings(dataset="digits")
     assert compare.contestant_problem(compare.nash(0, settings)) is None
@@ -295,7 +312,7 @@ def test_compare_two_contestants_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--contestants", "nash,net2net_random",
                "--minutes", "0.75", "--seeds", "0", "--dataset", "digits", "--epochs", "1", "--final-epochs", "2",
-               "--final-threads", "1", "--seed-widths", "4", "8", "8", "--out", str(out)]
+               "--final-threads", "2", "--seed-widths", "4", "8", "8", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.monotonic()
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -318,6 +335,7 @@ def test_compare_two_contestants_end_to_end(tmp_path: Path) -> None:
         for kind in ("retrained", "inherited"):  # both rebuild from our checkpoints
             final = run["final"][kind]
             assert 0.0 <= final["test_acc"] <= 1.0 and final["epochs"] == 2 and final["train_size"] == 1438
+            assert final["threads"] == 1  # the pair ran side by side, a thread each
         assert run["final"]["retrained"]["params"] == run["best"]["params"]
         assert run["environment"]["nni"] == "3.0" and run["environment"]["cores"]
         assert run["config"]["trialCommand"].startswith(str(Path(sys.executable).absolute()))
