@@ -10,10 +10,12 @@ Runs, in this process (one CPU thread; CPU time by ``time.process_time``):
    total CPU time (seed + adaptation + parameter adaptation), the per-sample cost measured by the scratch
    baseline; the best sample by validation accuracy is tested once.
 
-Prints a table (target test accuracy, parameters, MAdds, CPU seconds) and writes it as JSON.
+Prints a table (target test accuracy, parameters, MAdds, CPU seconds) and writes it as JSON (settings, every
+phase, every Random sample, versions, machine, git commit) and as a markdown table beside it; NNI's and the
+checkpoints' files go to ``work/`` beside them (not committed).
 
     .venv/bin/python benchmarks/fna_compare.py --config examples/fna-fashion-to-mnist.yml \
-        --out benchmarks/out/fna_compare.json
+        --out benchmarks/results/fna-fashion-to-mnist/seed0.json --set seed=0
 """
 
 from __future__ import annotations
@@ -102,7 +104,18 @@ def run_random(settings: dict[str, Any], n_samples: int, data: dict[str, Any], w
     best = max(records, key=lambda r: r["val_acc"])  # selection on validation; the test set once, below
     test = evaluate(best["model"], target.test_x, target.test_y)
     return {"samples": len(records), "best_val_acc": best["val_acc"], "test_acc": test, "params": best["params"],
-            "madds": best["madds"], "cpu_seconds": sum(r["cpu_seconds"] for r in records)}
+            "madds": best["madds"], "cpu_seconds": sum(r["cpu_seconds"] for r in records),
+            "every_sample": [{k: v for k, v in r.items() if k != "model"} for r in records]}
+
+
+def markdown(rows: dict[str, dict[str, Any]], settings: dict[str, Any]) -> str:
+    lines = [f"FNA {settings.get('source_dataset')} -> {settings.get('target_dataset')}, seed {settings.get('seed')}, "
+             f"width {settings.get('width_mult')}; CPU seconds by time.process_time, one thread",
+             "", "| on the target | test acc | params | MAdds | CPU s |", "| --- | --- | --- | --- | --- |"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['test_acc']:.4f} | {r['params']:,} | {r['madds'] / 1e6:.2f}M "
+                     f"| {r['cpu_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "examples" / "fna-fashion-to-mnist.yml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override a classArgs key, e.g. --set epochs_adapt=2")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "fna_compare.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "fna_compare.json"),
+                        help="the JSON report; a .md table is written beside it, NNI's files under work/ there")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     settings["threads"] = 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.parent / "fna_compare_work"
+    work = out.parent / "work" / out.stem
     data: dict[str, Any] = {}
     t0 = time.time()
     fna = run_fna(settings, work / "checkpoints", data)
@@ -144,11 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'':34} {'test acc':>9} {'params':>9} {'MAdds':>11} {'CPU s':>8}")
     for name, r in rows.items():
         print(f"{name:34} {r['test_acc']:9.4f} {r['params']:9d} {r['madds']:11d} {r['cpu_seconds']:8.1f}")
-    report = {"settings": settings, "rows": rows, "fna": {k: {kk: vv for kk, vv in v.items() if kk != "history"}
+    from compare import environment
+
+    report = {"settings": settings, "rows": rows, "environment": environment(), "argv": sys.argv[1:], "fna": {k: {kk: vv for kk, vv in v.items() if kk != "history"}
                                                           for k, v in fna.items()},
               "random": random, "wall_seconds": time.time() - t0}
     out.write_text(json.dumps(report, indent=1, default=str))
-    print(f"written {out}")
+    out.with_suffix(".md").write_text(markdown(rows, settings))
+    print(f"written {out} and {out.with_suffix('.md')}")
     return 0
 
 
