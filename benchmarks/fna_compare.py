@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         settings[key] = json.loads(value)
     settings["threads"] = 1
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the trials need absolute checkpoint paths
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / "work" / out.stem
     data: dict[str, Any] = {}
