@@ -155,16 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         f"(c) NNI Random, {random['samples']} samples": {k: random[k] for k in ("test_acc", "params", "madds",
                                                                                "cpu_seconds")},
     }
-    print(f"\n{'':34} {'test acc':>9} {'params':>9} {'MAdds':>11} {'CPU s':>8}")
-    for name, r in rows.items():
-        print(f"{name:34} {r['test_acc']:9.4f} {r['params']:9d} {r['madds']:11d} {r['cpu_seconds']:8.1f}")
+    table = markdown(rows, settings)
+    print("\n" + table)
     from compare import environment
 
     report = {"settings": settings, "rows": rows, "environment": environment(), "argv": sys.argv[1:], "fna": {k: {kk: vv for kk, vv in v.items() if kk != "history"}
                                                           for k, v in fna.items()},
               "random": random, "wall_seconds": time.time() - t0}
     out.write_text(json.dumps(report, indent=1, default=str))
-    out.with_suffix(".md").write_text(markdown(rows, settings))
+    out.with_suffix(".md").write_text(table)
     print(f"written {out} and {out.with_suffix('.md')}")
     return 0
 
