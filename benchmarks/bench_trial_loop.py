@@ -19,9 +19,10 @@ Two measurements, one run (absolute times are noisy on shared machines; the rati
    server in this process that speaks the NNI manager's protocol (``nni_node/common/command_channel/
    http.js``: PUT a command, GET the next one, 408 when none is ready). Both trial commands are run, one
    after the other: NNI's ``python -m nni.nas.execution.training_service trial`` (``standard``) and ours,
-   ``python -m nni_nas_ext.nni.trial_entry`` (``lean``). The parameter is what our strategy submits:
+   ``python -m nni_nas_ext.nni.trial_entry`` (``lean``). The parameter is what each gets from a search: NNI's
    ``nni.dump`` of the frozen ``SimplifiedModelSpace`` of a :class:`MorphismModelSpace` with our
-   ``FunctionalEvaluator``, for a child candidate 3 morphisms away from the NASH seed, whose (untrained)
+   ``FunctionalEvaluator`` (``standard``), or our dispatcher's signed JSON payload of it (``lean``), for a
+   child candidate 3 morphisms away from the NASH seed, whose (untrained)
    parent checkpoint this script writes first, so the trial really transforms weights. The trial's
    ``limit`` (training pool) is chosen from the loop's measured speed so that its training lasts about
    0.85 x ``--trial-seconds`` for ``--trial-epochs``. Its wall time, from ``Popen`` to exit, is split into
@@ -205,13 +206,11 @@ class TrialChannelServer:
 
     def metrics(self) -> list[tuple[float, dict[str, Any]]]:
         """``(arrival time, metric record)`` with the metric value decoded as the trial reported it."""
-        import nni
-
         out = []
         for t, command in self.received:
-            if command.get("type") == "metric":
-                record = nni.load(command["metric"])
-                record["value"] = nni.load(record["value"])
+            if command.get("type") == "metric":  # plain JSON (nni.dump of plain values); never unpickled
+                record = json.loads(command["metric"])
+                record["value"] = json.loads(record["value"])
                 out.append((t, record))
         return out
 
@@ -226,8 +225,13 @@ def child_of_seed(seed: Any, n_morphisms: int = 3) -> Any:
     return random_chain(seed, morphisms, n_morphisms, np.random.default_rng(0)).child
 
 
-def trial_payload(seed: Any, child: Any, task: dict[str, Any], store: Path, epochs: int) -> str:
-    """The parameter our strategy sends for ``child`` (serial 1) after writing its parent's checkpoint."""
+def trial_payload(seed: Any, child: Any, task: dict[str, Any], store: Path, epochs: int,
+                  key_file: Path | None = None) -> str:
+    """The parameter record NNI hands the trial of ``child`` (serial 1), after writing its parent's checkpoint.
+
+    With ``key_file`` (our trial command): the signed JSON payload our dispatcher sends (``nni_nas_ext.wire``),
+    under the key in that file (created if missing; the trial finds it through ``NNI_NAS_EXT_TRIAL_KEY_FILE``).
+    Without: NNI's own format, ``nni.dump`` of the frozen model, for NNI's trial command."""
     import nni
     import torch
     from nni.common.version import version_dump
@@ -245,11 +249,19 @@ def trial_payload(seed: Any, child: Any, task: dict[str, Any], store: Path, epoc
     cand = Candidate(candidate_id(child, 1), child, parent.id, epochs, "train", False, "child", 1)
     space = SimplifiedModelSpace.from_model(MorphismModelSpace(seed), make_evaluator(task))
     frozen = space.freeze({"architecture": cand.to_dict()})
+    if key_file is not None:
+        from nni_nas_ext.nni.evaluator import trial_payload_of
+        from nni_nas_ext.wire import encode_trial, load_or_create_key
+
+        signed = encode_trial(trial_payload_of(frozen), 0, load_or_create_key(key_file))
+        return json.dumps({"parameter_id": 0, "parameters": signed, "parameter_source": "algorithm",
+                           "parameter_index": 0, "version_info": version_dump()})
     return nni.dump({"parameter_id": 0, "parameters": frozen, "parameter_source": "algorithm",
                      "parameter_index": 0, "version_info": version_dump()})
 
 
-def run_trial(payload: str, workdir: Path, entry: str, threads: int, timeout: float) -> dict[str, Any]:
+def run_trial(payload: str, workdir: Path, entry: str, threads: int, timeout: float,
+              key_file: Path | None = None) -> dict[str, Any]:
     """Run one trial process as NNI's local training service would; return its time, split by phase."""
     output = workdir / "trial"
     output.mkdir(parents=True, exist_ok=True)
@@ -261,6 +273,8 @@ def run_trial(payload: str, workdir: Path, entry: str, threads: int, timeout: fl
             "NNI_CODE_DIR": str(ROOT), "NNI_TRIAL_COMMAND_CHANNEL": server.url,
             "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
         })
+        if key_file is not None:
+            env["NNI_NAS_EXT_TRIAL_KEY_FILE"] = str(key_file)
         log = (output / "trial.log").open("w")
         start = time.time()
         proc = subprocess.Popen([sys.executable, *ENTRIES[entry]], cwd=ROOT, env=env, stdout=log,
@@ -351,8 +365,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for entry in (["standard", "lean"] if args.entry == "both" else [args.entry]):
         with tempfile.TemporaryDirectory(prefix="bench-trial-") as tmp:
             store = Path(tmp) / "checkpoints"
-            payload = trial_payload(seed, child, {**task, "checkpoint_dir": str(store)}, store, args.trial_epochs)
-            trial = run_trial(payload, Path(tmp), entry, args.threads, timeout=max(600.0, 10 * args.trial_seconds))
+            key_file = Path(tmp) / "trial-key" if entry == "lean" else None
+            payload = trial_payload(seed, child, {**task, "checkpoint_dir": str(store)}, store, args.trial_epochs,
+                                    key_file)
+            trial = run_trial(payload, Path(tmp), entry, args.threads, timeout=max(600.0, 10 * args.trial_seconds),
+                              key_file=key_file)
         trial["task"] = task
         out["trials"].append(trial)
         print_trial(trial)

@@ -41,6 +41,8 @@ NNICTL = str(VENV_BIN / "nnictl")
 #: the command that runs an ``nni.nas`` model in a trial (absolute interpreter: a trial's ``python3`` is
 #: whatever comes first on PATH)
 NAS_TRIAL_COMMAND = f"{PYTHON} -m nni.nas.execution.training_service trial"
+#: our trial command: signed plain-JSON parameters only (what every search of ours sends)
+LEAN_TRIAL_COMMAND = f"{PYTHON} -m nni_nas_ext.nni.trial_entry"
 
 TERMINAL_STATUSES = frozenset({"DONE", "ERROR", "STOPPED"})
 
@@ -74,7 +76,7 @@ def private_env(root: Path, extra: Mapping[str, str] | None = None) -> dict[str,
 
 
 def experiment_config(root: Path, *, tuner: Mapping[str, Any], trial_code_directory: Path | str,
-                      trial_command: str = NAS_TRIAL_COMMAND, trial_concurrency: int = 1,
+                      trial_command: str = LEAN_TRIAL_COMMAND, trial_concurrency: int = 1,
                       max_trial_number: int | None = None, name: str = "e2e",
                       **extra: Any) -> dict[str, Any]:
     """An NNI v2 experiment config (as a dict) for the local training service, private to ``root``."""

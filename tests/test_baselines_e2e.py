@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT
-from nnictl_harness import PYTHON, NnictlExperiment, decode_metric, experiment_config
+from nnictl_harness import NAS_TRIAL_COMMAND, PYTHON, NnictlExperiment, decode_metric, experiment_config
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def test_nni_regularized_evolution_under_nnictl(tmp_path: Path) -> None:
                   "widths": [4, 8], "seed": 0, **TASK}
     tuner = {"className": "nni_nas_ext.nni.tuners.NniStrategyTuner", "codeDirectory": str(ROOT),
              "classArgs": class_args}
-    trials, finals = _run(tmp_path, "nni-evolution-e2e", tuner, max_trials=4)
+    trials, finals = _run(tmp_path, "nni-evolution-e2e", tuner, max_trials=4, trial_command=NAS_TRIAL_COMMAND)
     assert len(trials) == 4
     samples = [f["sample"] for f in finals]
     assert len({tuple(sorted(s.items())) for s in samples}) == 4  # dedup

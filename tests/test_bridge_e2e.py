@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from nnictl_harness import NnictlExperiment, decode_metric, experiment_config, private_env
+from nnictl_harness import NAS_TRIAL_COMMAND, NnictlExperiment, decode_metric, experiment_config, private_env
 from nni_nas_ext.nni.bridge import (
     STATE_FILE_NAME,
     BridgeClassArgsValidator,
@@ -86,6 +86,7 @@ class TinyValidator(BridgeClassArgsValidator):
 
 class TinyBridge(StrategyBridge):
     class_args_validator = TinyValidator
+    trial_format = "nni"  # NNI's own models: trials run NNI's trial command
 
     def build(self, class_args: dict[str, Any]) -> tuple[Any, Any, Any]:
         from nni.nas.evaluator import FunctionalEvaluator
@@ -104,6 +105,7 @@ TINY_TUNER = {"codeDirectory": str(TESTS_DIR), "className": f"{__name__}.TinyBri
 
 
 def _config(root: Path, class_args: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("trial_command", NAS_TRIAL_COMMAND)  # the tiny bridge sends NNI's own models
     return experiment_config(root, tuner={**TINY_TUNER, "classArgs": class_args},
                              trial_code_directory=TESTS_DIR, **kwargs)
 
@@ -388,7 +390,7 @@ def _start_bridge(monkeypatch: pytest.MonkeyPatch, rest: dict[str, Any] | None =
 
     monkeypatch.setattr(base, "dispatcher_env_vars",
                         base.dispatcher_env_vars._replace(NNI_TUNER_COMMAND_CHANNEL="ws://_unittest_bridge"))
-    _InProcessBridge.rest = rest or {}
+    _InProcessBridge.rest = rest or {"/trial-jobs": []}  # a fresh experiment: no trial yet
     bridge = _InProcessBridge(strategy="random", seed=4)
     channel = _FakeChannel()
     bridge._channel = channel

@@ -144,7 +144,7 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 @pytest.mark.e2e
 def test_patched_nni_gives_every_trial_its_own_parameter(tmp_path: Path) -> None:
-    from nnictl_harness import NnictlExperiment, decode_metric, experiment_config
+    from nnictl_harness import NAS_TRIAL_COMMAND, NnictlExperiment, decode_metric, experiment_config
     from test_bridge_e2e import TESTS_DIR, TINY_TUNER
 
     installed_sha = _sha(INSTALLED)
@@ -157,7 +157,8 @@ def test_patched_nni_gives_every_trial_its_own_parameter(tmp_path: Path) -> None
     assert _sha(INSTALLED) == installed_sha
 
     config = experiment_config(tmp_path, tuner={**TINY_TUNER, "classArgs": {"strategy": "random", "seed": 3}},
-                               trial_code_directory=TESTS_DIR, trial_concurrency=3, max_trial_number=6)
+                               trial_code_directory=TESTS_DIR, trial_concurrency=3, max_trial_number=6,
+                               trial_command=NAS_TRIAL_COMMAND)
     env = {"PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep)}
     # nnictl starts the manager from the nni_node it imports: the patched copy
     where = subprocess.run([sys.executable, "-c", "import nni_node; print(nni_node.__path__[0])"],

@@ -1,4 +1,4 @@
-"""The lean trial command: recognises our parameters, runs them over NNI's channel without nni.nas, nnictl e2e."""
+"""The trial command: runs only signed payloads of its experiment, never unpickles; NNI's channel; nnictl e2e."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import nni
 import pytest
 
-from nni_nas_ext.nni.trial_entry import OUR_EVALUATOR_FUNCTION, OUR_MODEL_SPACE, our_trial
+from nni_nas_ext.nni.trial_entry import TrialRefused, receive_payload
 from nni_nas_ext.search_spaces import nash_seed
+from nni_nas_ext.wire import encode_trial, load_or_create_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = nash_seed((1, 8, 8), 10, widths=(4, 8, 8))
@@ -37,33 +38,119 @@ def _frozen(task: dict):
     return space.freeze({"architecture": cand.to_dict()}), cand
 
 
-def test_our_parameter_is_recognised_and_gives_candidate_and_task(tmp_path: Path) -> None:
+def _signed_record(tmp_path: Path, parameter_id: int = 7) -> tuple[dict, Path, object]:
+    from nni_nas_ext.nni.evaluator import trial_payload_of
+
+    task = {"dataset": "digits", "checkpoint_dir": str(tmp_path / "store")}
+    frozen, cand = _frozen(task)
+    key_file = tmp_path / "exp" / "nni-nas-ext" / "trial-key"
+    parameters = encode_trial(trial_payload_of(frozen), parameter_id, load_or_create_key(key_file))
+    record = {"parameter_id": parameter_id, "parameter_source": "algorithm", "parameters": parameters,
+              "parameter_index": 0}
+    return json.loads(json.dumps(record)), key_file, cand
+
+
+def test_our_signed_parameter_gives_candidate_and_task(tmp_path: Path) -> None:
     from nni_nas_ext.trial_code.trial import TaskConfig
 
-    task = {"dataset": "digits", "checkpoint_dir": str(tmp_path)}
-    frozen, cand = _frozen(task)
-    parameters = json.loads(nni.dump(frozen))
-    assert parameters["model_symbol"]["__nni_type__"] == OUR_MODEL_SPACE
-    assert parameters["evaluator"]["__kwargs__"]["function"]["__nni_type__"] == OUR_EVALUATOR_FUNCTION
-    found = our_trial(parameters)
-    assert found is not None
-    assert found[0] == cand.to_dict() and found[1] == TaskConfig.from_dict(task).to_dict()
-    from nni_nas_ext.nni.space import ARCHITECTURE_LABEL
-    assert ARCHITECTURE_LABEL == "architecture"  # the entry spells it out to avoid importing nni.nas
+    record, key_file, cand = _signed_record(tmp_path)
+    payload = receive_payload(record, key_file)
+    assert payload.kind == "candidate" and payload.job == cand.to_dict()
+    assert payload.settings["task"] == TaskConfig.from_dict(
+        {"dataset": "digits", "checkpoint_dir": str(tmp_path / "store")}).to_dict()
+    assert "__nni" not in json.dumps(record)  # nothing of NNI's pickled format on the wire
 
 
-def test_anything_else_is_left_to_nni(tmp_path: Path) -> None:
-    frozen, _ = _frozen({"dataset": "digits", "checkpoint_dir": str(tmp_path)})
-    parameters = json.loads(nni.dump(frozen))
-    other_function = json.loads(json.dumps(parameters))
-    other_function["evaluator"]["__kwargs__"]["function"]["__nni_type__"] = "path:somewhere.else.train"
-    other_space = json.loads(json.dumps(parameters))
-    other_space["model_symbol"]["__nni_type__"] = "path:somewhere.Else"
-    extra_argument = json.loads(json.dumps(parameters))
-    extra_argument["evaluator"]["__kwargs__"]["epochs"] = 3
-    not_frozen = {**parameters, "status": "initialized"}
-    for other in (other_function, other_space, extra_argument, not_frozen, None, [], {"a": 1}):
-        assert our_trial(other) is None
+def _customized(record: dict) -> dict:
+    # what NNI's manager makes of POST /api/v1/nni/trial-jobs with this body (nnimanager.js)
+    return {"parameter_id": None, "parameter_source": "customized", "parameters": record["parameters"]}
+
+
+def _other_store(record: dict) -> dict:
+    forged = json.loads(json.dumps(record))
+    forged["parameters"]["settings"]["task"]["checkpoint_dir"] = "/tmp/elsewhere"
+    return forged
+
+
+def _other_parameter_id(record: dict) -> dict:
+    return {**record, "parameter_id": record["parameter_id"] + 1}
+
+
+def _no_signature(record: dict) -> dict:
+    forged = json.loads(json.dumps(record))
+    del forged["parameters"]["signature"]
+    return forged
+
+
+def _extra_field(record: dict) -> dict:
+    forged = json.loads(json.dumps(record))
+    forged["parameters"]["extra"] = 1
+    return forged
+
+
+@pytest.mark.parametrize("forge, reason", [
+    (_customized, "not created by the experiment's search"),
+    (_other_store, "signature does not match"),
+    (_other_parameter_id, "signature does not match"),
+    (_no_signature, "no signature"),
+    (_extra_field, "exactly the fields"),
+    (lambda r: {**r, "parameters": {**r["parameters"], "version": 2}}, "version 2 is not supported"),
+    (lambda r: {**r, "parameters": "not a payload"}, "not an nni-nas-ext trial payload"),
+    (lambda r: [r], "must be a JSON object"),
+])
+def test_anything_not_signed_for_this_parameter_is_refused(tmp_path: Path, forge, reason: str) -> None:
+    record, key_file, _ = _signed_record(tmp_path)
+    with pytest.raises(TrialRefused, match=reason):
+        receive_payload(forge(record), key_file)
+
+
+def test_another_experiments_key_does_not_verify(tmp_path: Path) -> None:
+    record, _, _ = _signed_record(tmp_path)
+    other = load_or_create_key(tmp_path / "other" / "trial-key")
+    assert len(other) == 32
+    with pytest.raises(TrialRefused, match="signature does not match"):
+        receive_payload(record, tmp_path / "other" / "trial-key")
+    with pytest.raises(TrialRefused, match="does not exist"):
+        receive_payload(record, tmp_path / "missing" / "trial-key")
+
+
+def _refused_trial(tmp_path: Path, record_text: str, extra_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run the trial command on one parameter record over NNI's HTTP channel (the bench's fake manager)."""
+    bench = _bench()
+    out = tmp_path / "trial"
+    out.mkdir(exist_ok=True)
+    with bench.TrialChannelServer(record_text) as server:
+        env = {**os.environ, "NNI_PLATFORM": "local", "NNI_EXP_ID": "e", "NNI_TRIAL_JOB_ID": "t",
+               "NNI_TRIAL_SEQ_ID": "0", "NNI_SYS_DIR": str(out), "NNI_OUTPUT_DIR": str(out),
+               "NNI_TRIAL_COMMAND_CHANNEL": server.url, "OMP_NUM_THREADS": "1",
+               "NNI_NAS_EXT_TRIAL_KEY_FILE": str(tmp_path / "exp" / "nni-nas-ext" / "trial-key")}
+        proc = subprocess.run([sys.executable, "-m", "nni_nas_ext.nni.trial_entry", *extra_args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+        proc.metrics = server.metrics()  # type: ignore[attr-defined]
+    return proc
+
+
+@pytest.mark.e2e
+def test_a_pickled_parameter_is_never_unpickled(tmp_path: Path) -> None:
+    """NNI's pickled format (here: a payload whose unpickling would create a marker file) is refused by the
+    trial command before anything runs; only --allow-nni-format lets NNI's format through."""
+    import base64
+    import pickle
+
+    marker = tmp_path / "marker"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    blob = base64.b64encode(pickle.dumps(Exploit())).decode()
+    record = json.dumps({"parameter_id": None, "parameter_source": "customized",
+                         "parameters": {"__nni_obj__": blob}})
+    _signed_record(tmp_path)  # the experiment's key exists: the refusal is not for want of a key
+    proc = _refused_trial(tmp_path, record)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "refusing to run this trial" in proc.stderr and "--allow-nni-format" in proc.stderr
+    assert not marker.exists() and proc.metrics == []
 
 
 @pytest.mark.e2e
@@ -75,13 +162,16 @@ def test_a_trial_process_over_nnis_http_channel(tmp_path: Path, entry: str) -> N
     store = tmp_path / "store"
     task = {"dataset": "digits", "checkpoint_dir": str(store), "threads": 1}
     child = bench.child_of_seed(SEED)
-    payload = bench.trial_payload(SEED, child, task, store, epochs=2)
+    key_file = tmp_path / "trial-key" if entry == "lean" else None
+    payload = bench.trial_payload(SEED, child, task, store, epochs=2, key_file=key_file)
     out = tmp_path / "trial"
     out.mkdir()
     with bench.TrialChannelServer(payload) as server:
         env = {**os.environ, "NNI_PLATFORM": "local", "NNI_EXP_ID": "e", "NNI_TRIAL_JOB_ID": "t",
                "NNI_TRIAL_SEQ_ID": "0", "NNI_SYS_DIR": str(out), "NNI_OUTPUT_DIR": str(out),
                "NNI_TRIAL_COMMAND_CHANNEL": server.url, "OMP_NUM_THREADS": "1"}
+        if key_file is not None:
+            env["NNI_NAS_EXT_TRIAL_KEY_FILE"] = str(key_file)
         proc = subprocess.run([sys.executable, "-X", "importtime", *bench.ENTRIES[entry]], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=120)
         metrics = server.metrics()

@@ -39,6 +39,7 @@ from __future__ import annotations
 # Import-light on purpose: `python -m nni` imports this module and constructs the bridge, which must
 # connect to the manager within 10 s. torch, nni.nas and the experiment REST client come after connecting.
 import base64
+import binascii
 import json
 import logging
 import math
@@ -61,6 +62,7 @@ from nni.runtime.tuner_command_channel import CommandType
 from nni.utils import ClassArgsValidator
 
 from nni_nas_ext.atomic import atomic_write
+from nni_nas_ext.wire import encode_trial, experiment_key_path, load_or_create_key
 
 if TYPE_CHECKING:
     from nni.experiment import Experiment
@@ -75,6 +77,7 @@ __all__ = [
     "StrategyBridge",
     "BridgeClassArgsValidator",
     "BridgeState",
+    "StateFileError",
     "encode_state",
     "decode_state",
     "register_with_nnictl",
@@ -103,7 +106,7 @@ def encode_state(obj: Any, path: str = "state") -> Any:
     JSON keeps ``None``, booleans, strings, finite numbers, lists and dicts with string keys as they are.
     Tuples, sets, frozensets, dicts with other keys, non-finite floats, bytes, numpy arrays and scalars
     (NNI's strategies keep a ``RandomState`` tuple and a ``frozenset`` history) become tagged objects that
-    :func:`decode_state` turns back into the same types. Anything else is stored with ``nni.dump``.
+    :func:`decode_state` turns back into the same types. Nothing is pickled: a state file is data only.
 
     Raises
     ------
@@ -141,51 +144,96 @@ def encode_state(obj: Any, path: str = "state") -> Any:
                     "base64": base64.b64encode(np.ascontiguousarray(obj).tobytes()).decode("ascii")}
         if isinstance(obj, np.generic):
             return {_TAG: "numpy_scalar", "dtype": obj.dtype.str, "value": encode_state(obj.item(), path)}
+    raise TypeError(f"{path}: a {type(obj).__qualname__} cannot be stored in the JSON state file (plain JSON, "
+                    "tuples, sets, bytes and numpy values only; nothing is pickled); make state_dict() return "
+                    "plain values")
+
+
+_TAGS = ("float", "dict", "tuple", "set", "frozenset", "bytes", "ndarray", "numpy_scalar")
+
+
+class StateFileError(ValueError):
+    """A state file that is not what :func:`encode_state` writes: refused, naming the file and the key."""
+
+
+def _items(obj: dict[str, Any], path: str, field: str = "items") -> list[Any]:
+    items = obj.get(field)
+    if not isinstance(items, list):
+        raise StateFileError(f"{path}: a {obj[_TAG]!r} value needs a list {field!r}, but got {type(items).__name__}")
+    return items
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], path: str) -> Any:
+    value = obj.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise StateFileError(f"{path}: a {obj[_TAG]!r} value needs the field {name!r} of type "
+                             f"{getattr(kind, '__name__', kind)}, but got {value!r:.80}")
+    return value
+
+
+def _hashable(value: Any, path: str) -> Any:
     try:
-        import nni
+        hash(value)
+    except TypeError:
+        raise StateFileError(f"{path}: a set member or dict key must be hashable, but got a "
+                             f"{type(value).__name__}") from None
+    return value
 
-        return {_TAG: "nni", "dump": nni.dump(obj)}
-    except Exception as exc:
-        raise TypeError(f"{path}: a {type(obj).__qualname__} cannot be stored in the JSON state file "
-                        f"(nni.dump failed: {exc}); make state_dict() return plain values") from exc
 
+def decode_state(obj: Any, path: str = "state") -> Any:
+    """Inverse of :func:`encode_state`; plain JSON in, plain values out, nothing imported or unpickled.
 
-def decode_state(obj: Any) -> Any:
-    """Inverse of :func:`encode_state`."""
+    Raises
+    ------
+    StateFileError
+        An unknown tag or a tagged value of the wrong shape, named by its path (``state['history'][3]``).
+    """
     if isinstance(obj, list):
-        return [decode_state(value) for value in obj]
+        return [decode_state(value, f"{path}[{i}]") for i, value in enumerate(obj)]
     if not isinstance(obj, dict):
         return obj
-    tag = obj.get(_TAG)
-    if tag is None:
-        return {key: decode_state(value) for key, value in obj.items()}
-    if tag == "float":
-        return float(obj["value"])
-    if tag == "dict":
-        return {decode_state(key): decode_state(value) for key, value in obj["items"]}
-    if tag == "tuple":
-        return tuple(decode_state(value) for value in obj["items"])
-    if tag == "set":
-        return {decode_state(value) for value in obj["items"]}
-    if tag == "frozenset":
-        return frozenset(decode_state(value) for value in obj["items"])
-    if tag == "bytes":
-        return base64.b64decode(obj["base64"])
-    if tag == "ndarray":
+    if _TAG not in obj:
+        return {key: decode_state(value, f"{path}[{key!r}]") for key, value in obj.items()}
+    tag = obj[_TAG]
+    if tag not in _TAGS:
+        raise StateFileError(f"{path}: unknown tag {tag!r}; known tags: {', '.join(_TAGS)} (nothing else is "
+                             "ever loaded from a state file)")
+    try:
+        if tag == "float":
+            text = _field(obj, "value", str, path)
+            if text not in ("nan", "inf", "-inf"):
+                raise StateFileError(f"{path}: a 'float' value is one of 'nan', 'inf', '-inf', but got {text!r:.40}")
+            return float(text)
+        if tag == "dict":
+            pairs = _items(obj, path)
+            if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+                raise StateFileError(f"{path}: a 'dict' value's items must be [key, value] pairs")
+            return {_hashable(decode_state(k, f"{path}.key"), path): decode_state(v, f"{path}[{i}]")
+                    for i, (k, v) in enumerate(pairs)}
+        if tag == "tuple":
+            return tuple(decode_state(v, f"{path}[{i}]") for i, v in enumerate(_items(obj, path)))
+        if tag in ("set", "frozenset"):
+            members = [_hashable(decode_state(v, f"{path}{{...}}"), path) for v in _items(obj, path)]
+            return set(members) if tag == "set" else frozenset(members)
+        if tag == "bytes":
+            return base64.b64decode(_field(obj, "base64", str, path), validate=True)
         import numpy as np
 
-        data = base64.b64decode(obj["base64"])
-        return np.frombuffer(data, dtype=np.dtype(obj["dtype"])).reshape(obj["shape"]).copy()
-    if tag == "numpy_scalar":
-        import numpy as np
-
-        return np.dtype(obj["dtype"]).type(decode_state(obj["value"]))
-    if tag == "nni":
-        import nni
-
-        return nni.load(obj["dump"])
-    raise ValueError(f"unknown tag {tag!r} in the JSON state file; known: float, dict, tuple, set, frozenset, "
-                     "bytes, ndarray, numpy_scalar, nni")
+        if tag == "ndarray":
+            dtype = np.dtype(_field(obj, "dtype", str, path))
+            shape = _field(obj, "shape", list, path)
+            if dtype.hasobject or not all(isinstance(n, int) and n >= 0 for n in shape):
+                raise StateFileError(f"{path}: an 'ndarray' needs a numeric dtype and a shape of ints >= 0")
+            data = base64.b64decode(_field(obj, "base64", str, path), validate=True)
+            return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+        dtype = np.dtype(_field(obj, "dtype", str, path))  # numpy_scalar
+        if dtype.hasobject:
+            raise StateFileError(f"{path}: a 'numpy_scalar' needs a numeric dtype, but got {dtype}")
+        return dtype.type(decode_state(obj.get("value"), path))
+    except StateFileError:
+        raise
+    except (TypeError, ValueError, binascii.Error) as exc:
+        raise StateFileError(f"{path}: a {tag!r} value cannot be decoded: {exc}") from None
 
 
 def _plain(obj: Any) -> Any:
@@ -229,21 +277,49 @@ class BridgeState:
         ------
         FileNotFoundError
             No state file at ``path``.
-        ValueError
-            The file is not a bridge state file of a version this code reads.
+        StateFileError
+            The file is not a bridge state file of a version this code reads, or a key has the wrong shape
+            or an unknown tag (the message names the file and the key). Nothing in it is ever executed.
         """
         with path.open(encoding="utf-8") as f:
-            data = json.load(f)
+            try:
+                data = json.load(f)
+            except ValueError as exc:
+                raise StateFileError(f"{path} is not a JSON file ({exc}); remove it to start the search afresh") from None
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
-            raise ValueError(f"{path} is not a bridge state file (field 'format' must be {STATE_FORMAT!r})")
+            raise StateFileError(f"{path} is not a bridge state file (field 'format' must be {STATE_FORMAT!r})")
         if data.get("version") != STATE_VERSION:
-            raise ValueError(f"{path}: state version {data.get('version')!r} is not supported "
-                             f"(this code reads version {STATE_VERSION})")
+            raise StateFileError(f"{path}: state version {data.get('version')!r} is not supported "
+                                 f"(this code reads version {STATE_VERSION})")
+        known = {"format", "version", "saved_at", "strategy_class", "strategy_state", "sessions", "trials"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise StateFileError(f"{path}: unknown key(s) {unknown}; a state file has only {sorted(known)}")
+        strategy_class = data.get("strategy_class")
+        if strategy_class is not None and not isinstance(strategy_class, str):
+            raise StateFileError(f"{path}: key 'strategy_class' must be a string, but got {strategy_class!r:.80}")
+        trials = data.get("trials", {})
+        if not isinstance(trials, dict):
+            raise StateFileError(f"{path}: key 'trials' must be an object, but got {type(trials).__name__}")
+        for key, record in trials.items():
+            if not (isinstance(record, dict) and isinstance(record.get("parameter_id"), int)
+                    and not isinstance(record.get("parameter_id"), bool) and str(record["parameter_id"]) == key):
+                raise StateFileError(f"{path}: key 'trials'[{key!r}] must be an object whose 'parameter_id' is the "
+                                     f"integer {key}, but got {record!r:.120}")
+            if not isinstance(record.get("status", ""), str):
+                raise StateFileError(f"{path}: key 'trials'[{key!r}]['status'] must be a string")
+        sessions = data.get("sessions", [])
+        if not (isinstance(sessions, list) and all(isinstance(x, dict) for x in sessions)):
+            raise StateFileError(f"{path}: key 'sessions' must be a list of objects")
+        try:
+            decode_state(data.get("strategy_state"), "strategy_state")  # refuse a bad file before anything runs
+        except StateFileError as exc:
+            raise StateFileError(f"{path}: key {exc}") from None
         state = cls(path)
         state.strategy_state = data.get("strategy_state")
-        state.strategy_class = data.get("strategy_class")
-        state.trials = {str(k): dict(v) for k, v in data.get("trials", {}).items()}
-        state.sessions = list(data.get("sessions", []))
+        state.strategy_class = strategy_class
+        state.trials = {str(k): dict(v) for k, v in trials.items()}
+        state.sessions = list(sessions)
         return state
 
     def save(self) -> None:
@@ -314,6 +390,11 @@ class StrategyBridge(MsgDispatcherBase):
 
     state_file_name: str = STATE_FILE_NAME
 
+    trial_format: str = "nni-nas-ext"
+    """What trials receive: ``"nni-nas-ext"``, the signed JSON payload of :mod:`nni_nas_ext.wire` (our searches;
+    trial command ``python -m nni_nas_ext.nni.trial_entry``), or ``"nni"``, NNI's pickled model (NNI's own
+    strategies; their trial command must be NNI's, which unpickles whatever the REST API hands it)."""
+
     def __init__(self, **class_args: Any) -> None:
         # MsgDispatcherBase.__init__ connects to the manager's command channel: first thing, on purpose.
         super().__init__()
@@ -333,6 +414,8 @@ class StrategyBridge(MsgDispatcherBase):
         self._sent_parameter_ids: set[int] = set()
         self._received: dict[str, int] = {}  # trial job id -> parameter id the trial reported with
         self._state_warned = False
+        self._exec_space: ExecutableModelSpace | None = None
+        self._trial_key: bytes | None = None
 
     # ---- for subclasses ----------------------------------------------------------------------------------
 
@@ -391,9 +474,17 @@ class StrategyBridge(MsgDispatcherBase):
         model_space, evaluator, strategy = self.build(dict(self.class_args))
         self.model_space, self.evaluator, self.strategy = model_space, evaluator, strategy
 
+        if self.trial_format not in ("nni-nas-ext", "nni"):
+            raise ValueError(f"trial_format must be 'nni-nas-ext' or 'nni', got {self.trial_format!r}")
+        if self.trial_format == "nni-nas-ext":
+            # the experiment's key: created at the first start, kept for resume (NNI's re-runs must verify)
+            key_path = experiment_key_path()
+            self._trial_key = load_or_create_key(key_path)
+            _log.info("Trial parameters are signed with the experiment's key in %s", key_path)
         self.binding = self._make_binding()
         self.engine = _make_engine(self.binding, self._channel, self)
         exec_space = self._executable_model_space(model_space, evaluator)
+        self._exec_space = exec_space
         strategy.initialize(exec_space, self.engine)
 
         self.state = BridgeState(self.state_path)
@@ -475,7 +566,6 @@ class StrategyBridge(MsgDispatcherBase):
 
     def _serve(self) -> None:
         assert self.engine is not None
-        from nni.common import load
 
         while True:
             command, raw = self._channel._receive()
@@ -484,11 +574,11 @@ class StrategyBridge(MsgDispatcherBase):
                 self._terminated = True
                 return
             try:
-                self._handle(command, raw, load)
+                self._handle(command, raw)
             except Exception:  # noqa: BLE001 - one bad command must not kill the dispatcher
                 _log.exception("Failed to handle command %s", command)
 
-    def _handle(self, command: CommandType, raw: str, load: Any) -> None:
+    def _handle(self, command: CommandType, raw: str) -> None:
         from nni.runtime.tuner_command_channel.command_type import ReportMetricData, RequestTrialJobs, TrialEnd
 
         engine = self.engine
@@ -504,13 +594,17 @@ class StrategyBridge(MsgDispatcherBase):
                     self._send_search_space()
                 self._start_strategy()
         elif command is CommandType.RequestTrialJobs:
-            engine._request_trial_jobs_callback(RequestTrialJobs(int(load(raw))))
+            engine._request_trial_jobs_callback(RequestTrialJobs(int(json.loads(raw))))
         elif command is CommandType.ReportMetricData:
-            data = load(raw)
+            data = json.loads(raw)  # JSON only: a metric is data, never unpickled
             if "value" in data:
-                data["value"] = load(data["value"])
+                data["value"] = _load_metric(data["value"])
             fields = ("parameter_id", "type", "sequence", "value", "trial_job_id", "parameter_index")
             metric = ReportMetricData(**{k: data[k] for k in fields if k in data})
+            if not self._is_ours(metric.parameter_id):
+                _log.warning("Ignoring a metric of trial %s with parameter id %r: the search never sent that "
+                             "parameter (a customized trial?)", metric.trial_job_id, metric.parameter_id)
+                return
             with self._lock:
                 if metric.trial_job_id is not None:
                     self._received[metric.trial_job_id] = int(metric.parameter_id)
@@ -523,8 +617,12 @@ class StrategyBridge(MsgDispatcherBase):
         elif command is CommandType.TrialEnd:
             data = json.loads(raw)
             trial_job_id = data["trial_job_id"]
-            parameter_id = json.loads(data["hyper_params"])["parameter_id"]
+            parameter_id = json.loads(data["hyper_params"]).get("parameter_id")
             with self._lock:
+                if not self._is_ours(self._received.get(trial_job_id, parameter_id)):
+                    _log.info("Trial %s (parameter id %r) ended %s; the search did not create it (a customized "
+                              "trial), so nothing is recorded", trial_job_id, parameter_id, data.get("event"))
+                    return
                 # NNI pairs the trial with the parameter it meant to send; a metric of the trial names the one
                 # it really received (they differ under NNI 3.0's FIFO bug, see nni_patch)
                 received = self._received.get(trial_job_id)
@@ -588,7 +686,6 @@ class StrategyBridge(MsgDispatcherBase):
             for metric in self._rest_get("/metric-data"):
                 if metric.get("type") == "FINAL":
                     finals[metric["trialJobId"]] = metric
-            params = self._parameters_by_id()
             for trial_job_id in unknown:
                 final = finals.get(trial_job_id)
                 if final is None:
@@ -600,7 +697,7 @@ class StrategyBridge(MsgDispatcherBase):
                     replay = record is not None and record.get("status") != "finished"
                     self._record(parameter_id, status="finished", metric=_plain(value),
                                  trial_job_id=trial_job_id, source="import")
-                    model = self._model_from_parameters(params.get(parameter_id)) if replay else None
+                    model = self._model_for(parameter_id) if replay else None
                     if model is not None:
                         _log.info("Replaying the result of trial %s (parameter %d) to the strategy",
                                   trial_job_id, parameter_id)
@@ -621,7 +718,7 @@ class StrategyBridge(MsgDispatcherBase):
             if parameter_id is None:
                 continue
             parameter_id = int(parameter_id)
-            model = self._model_from_parameters(entry.get("parameters"))
+            model = self._model_for(parameter_id)
             with self._lock:
                 if model is not None:
                     model.status = ModelStatus.Training
@@ -655,23 +752,46 @@ class StrategyBridge(MsgDispatcherBase):
                     continue
         return result
 
-    def _parameters_by_id(self) -> dict[int, Any]:
-        return {int(p["parameter_id"]): p.get("parameters") for _, p in self._trial_parameters()
-                if p.get("parameter_id") is not None}
+    def _is_ours(self, parameter_id: Any) -> bool:
+        """Whether the search sent ``parameter_id`` (this session or, after a resume, an earlier one)."""
+        if isinstance(parameter_id, bool) or not isinstance(parameter_id, int):
+            return False
+        return parameter_id in self._sent_parameter_ids or \
+            (self.state is not None and str(parameter_id) in self.state.trials)
 
-    @staticmethod
-    def _model_from_parameters(parameters: Any) -> ExecutableModelSpace | None:
-        if parameters is None:
+    def _model_for(self, parameter_id: int) -> ExecutableModelSpace | None:
+        """The model of a parameter the search sent, rebuilt from the sample in the bridge's own records.
+
+        Never from what NNI's REST API lists: that would trust whoever posted it (and NNI's format would have to
+        be unpickled)."""
+        record = self.state.trials.get(str(parameter_id)) if self.state is not None else None
+        sample = record.get("sample") if record else None
+        if not isinstance(sample, dict) or self._exec_space is None:
             return None
-        import nni
-        from nni.nas.space import ExecutableModelSpace
-
         try:
-            model = nni.load(nni.dump(parameters) if not isinstance(parameters, str) else parameters)
+            return self._exec_space.freeze(sample)
         except Exception:  # noqa: BLE001
-            _log.warning("Could not rebuild a model from trial parameters", exc_info=True)
+            _log.warning("Could not rebuild the model of parameter %d from its recorded sample", parameter_id,
+                         exc_info=True)
             return None
-        return model if isinstance(model, ExecutableModelSpace) else None
+
+    def trial_parameters(self, parameter_id: int, model: ExecutableModelSpace) -> Any:
+        """What NNI sends to the trial for ``model``: the signed payload (:mod:`nni_nas_ext.wire`).
+
+        With :attr:`trial_format` ``"nni"`` (NNI's own strategies, whose trials run NNI's trial command), the
+        model itself, which NNI pickles.
+        """
+        if self.trial_format == "nni":
+            return model
+        from .evaluator import trial_payload_of
+
+        payload = trial_payload_of(model)
+        if payload is None:
+            raise TypeError(f"{type(self).__name__} sends signed nni-nas-ext payloads, but the model's evaluator "
+                            f"{getattr(model, 'evaluator', None)!r} is not one of ours; set trial_format = 'nni' "
+                            "for NNI's own models")
+        assert self._trial_key is not None
+        return encode_trial(payload, parameter_id, self._trial_key)
 
     # ---- the strategy --------------------------------------------------------------------------------------
 
@@ -792,20 +912,17 @@ class StrategyBridge(MsgDispatcherBase):
 
 
 def _load_metric(data: Any) -> Any:
-    """A metric as stored by the manager's REST API (a JSON string of the ``nni.dump`` string)."""
-    import nni
-
+    """A metric as the manager passes it on: the trial's ``nni.dump`` text (JSON for the plain values that
+    trials report), possibly JSON-encoded once more by the REST API. Decoded with ``json`` only: anything that
+    is not JSON stays a string; nothing is unpickled."""
     value = data
-    if isinstance(value, str):
+    for _ in range(2):
+        if not isinstance(value, str):
+            break
         try:
             value = json.loads(value)
         except ValueError:
-            return value
-    if isinstance(value, str):
-        try:
-            value = nni.load(value)
-        except Exception:  # noqa: BLE001
-            pass
+            break
     return value
 
 
@@ -835,9 +952,52 @@ def _make_engine(binding: Any, channel: Any, bridge: StrategyBridge) -> Training
             self._stopped = False
 
         def submit_models(self, *models: Any) -> None:
+            """NNI's ``submit_models``, except for what is sent: :meth:`StrategyBridge.trial_parameters`."""
+            from nni.nas.space import ModelStatus
+
+            self._check_running()
             for model in models:
-                super().submit_models(model)
-                bridge._on_submitted(int(self._current_parameter_id), model)
+                parameter_id = self._next_parameter_id()
+                parameters = bridge.trial_parameters(parameter_id, model)
+                self._models[parameter_id] = weakref.ref(model)
+                self._submitted_cache[parameter_id] = model
+                self._channel.send_trial(parameter_id=parameter_id, parameters=parameters)
+                model.status = ModelStatus.Training
+                self._workers -= 1
+                bridge._on_submitted(parameter_id, model)
+
+        def _next_parameter_id(self) -> int:
+            # NNI's guesses from the REST trial list, where a customized trial has no id (TypeError in max())
+            if self._current_parameter_id is None:
+                known = [int(k) for k in (bridge.state.trials if bridge.state else {})]
+                known += [p["parameter_id"] for _, p in bridge._trial_parameters()
+                          if isinstance(p.get("parameter_id"), int)]
+                self._current_parameter_id = max(known, default=-1)
+            self._current_parameter_id += 1
+            return self._current_parameter_id
+
+        def list_models(self, status: Any = None) -> Any:
+            """The search's own models, from the bridge's records (NNI's version unpickles the parameters that
+            the REST API lists, customized trials included)."""
+            from nni.nas.space import ModelStatus
+
+            records = dict(bridge.state.trials) if bridge.state else {}
+            for key, record in records.items():
+                parameter_id = int(key)
+                model = self._find_reference_model(parameter_id)
+                if model is None:
+                    model = bridge._model_for(parameter_id)
+                    if model is None:
+                        continue
+                    if record.get("status") == "finished":
+                        model.status = ModelStatus.Trained
+                        model.metrics.final = record.get("metric")
+                    elif record.get("status") in ("submitted", "resumed"):
+                        model.status = ModelStatus.Training
+                    else:
+                        model.status = ModelStatus.Failed
+                if status is None or model.status == status:
+                    yield model
 
         def budget_available(self) -> bool:
             # after Terminate the strategy ends quietly instead of failing on a stopped engine

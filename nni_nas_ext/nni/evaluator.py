@@ -15,7 +15,13 @@ from typing import Any
 
 import nni
 
-__all__ = ["NniReporter", "make_evaluator", "train_candidate"]
+__all__ = ["NniReporter", "make_evaluator", "train_candidate", "trial_payload_of"]
+
+#: the evaluator functions of our searches -> the wire payload kind a trial runs them as
+_PAYLOAD_KINDS = {
+    "nni_nas_ext.nni.evaluator.train_candidate": "candidate",
+    "nni_nas_ext.nni.mbconv_space.train_fna_job": "fna_job",
+}
 
 
 class NniReporter:
@@ -59,3 +65,24 @@ def make_evaluator(task: Mapping[str, Any]) -> Any:
     from nni_nas_ext.trial_code.trial import TaskConfig
 
     return FunctionalEvaluator(train_candidate, task=TaskConfig.from_dict(task).to_dict())
+
+
+def trial_payload_of(model: Any) -> Any:
+    """The :class:`~nni_nas_ext.wire.TrialPayload` a trial needs for a frozen model of our spaces, else None.
+
+    ``model`` is a frozen ``ExecutableModelSpace`` whose evaluator is ``FunctionalEvaluator(train_candidate,
+    task=...)`` (morphism searches) or ``FunctionalEvaluator(train_fna_job, task=..., adaptation=...)`` (FNA):
+    the job is the sample's ``architecture`` value, the settings are the evaluator's arguments (plain JSON).
+    """
+    from nni_nas_ext.wire import TrialPayload
+
+    evaluator = getattr(model, "evaluator", None)
+    function = getattr(evaluator, "function", None)
+    name = f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', '')}"
+    kind = _PAYLOAD_KINDS.get(name)
+    sample = getattr(model, "sample", None)
+    if kind is None or not isinstance(sample, Mapping) or not isinstance(sample.get("architecture"), Mapping):
+        return None
+    arguments = getattr(evaluator, "arguments", {})
+    return TrialPayload(kind=kind, job=dict(sample["architecture"]),
+                        settings={name: dict(value) for name, value in arguments.items()})

@@ -1,4 +1,17 @@
-"""Fix NNI 3.0's first-in-first-out parameter bug in the installed NNI (an explicit, reversible edit).
+"""Two explicit, reversible edits of the installed NNI 3.0: the parameter-pairing fix and the loopback bind.
+
+Each edit touches one file of ``nni_node`` (the NNI manager's JavaScript), only when that file is exactly
+what ``nni==3.0`` ships (checked by SHA-256), keeps a backup next to it, is idempotent, reverts byte for byte
+and says what it did. Both take effect for experiments started afterwards.
+
+1. ``pairing`` (``training_service/v3/compat.js``): NNI 3.0's first-in-first-out parameter bug, below.
+2. ``bind`` (``rest_server/index.js``): NNI's manager serves the web portal and its unauthenticated REST API
+   on every interface (``app.listen(port)``), and anyone who reaches the port can start trials, stop the
+   experiment or read its parameters. Patched, it listens on ``$NNI_NAS_EXT_HOST`` when that variable is set
+   (``python -m nni_nas_ext run --host ADDRESS`` sets it) and on 127.0.0.1 otherwise, and logs the address in
+   ``nnimanager.log``. Trials of the local training service reach the manager at ``localhost``: unchanged.
+
+The first-in-first-out parameter bug:
 
 The bug (field notes, bug 1; upstream issue #5726): the local training service's adapter
 ``nni_node/training_service/v3/compat.js`` (class ``V3asV1``) puts the parameter of every new trial in one
@@ -20,7 +33,8 @@ Command line::
     python -m nni_nas_ext.nni.nni_patch status     # or --check; exit 0 patched, 1 not patched, 2 unexpected file
     python -m nni_nas_ext.nni.nni_patch apply
     python -m nni_nas_ext.nni.nni_patch revert     # or --revert
-    ... [--path FILE]                              # another copy of compat.js (tests)
+    ... [--fix pairing|bind|all]                   # which edit (default: all)
+    ... [--path FILE]                              # another copy of the file of one --fix (tests; default pairing)
 """
 
 from __future__ import annotations
@@ -37,11 +51,17 @@ from pathlib import Path
 from nni_nas_ext.atomic import atomic_write
 
 __all__ = [
+    "BIND_HOST_ENV",
+    "BIND",
     "EXPECTED_NNI_VERSION",
+    "FIXES",
+    "FilePatch",
+    "PAIRING",
     "ORIGINAL_SHA256",
     "PatchError",
     "PatchResult",
     "PatchStatus",
+    "apply_all",
     "apply_patch",
     "compat_js_path",
     "main",
@@ -96,6 +116,50 @@ _EDITS: tuple[tuple[str, str], ...] = (
 )
 
 
+BIND_SHA256 = "91ee1863512e18ed8c92de6ff9d9b6c62eb9c2d80d4eac452852491d15a34b91"
+"""SHA-256 of ``nni_node/rest_server/index.js`` as ``nni==3.0`` installs it (RECORD:
+``sha256=ke4YY1EuGO2Mkt5v-dm2xi65wtgNTqxFKFJJHRWjS5E``, 5381 bytes)."""
+
+BIND_HOST_ENV = "NNI_NAS_EXT_HOST"
+"""The environment variable the patched manager reads for its listen address (default 127.0.0.1)."""
+
+_BIND_EDITS: tuple[tuple[str, str], ...] = (
+    (
+        "        this.server = app.listen(this.port);\n",
+        "        // nni-nas-ext patch: loopback unless NNI_NAS_EXT_HOST names another address (README, Security)\n"
+        "        const host = process.env.NNI_NAS_EXT_HOST || '127.0.0.1';\n"
+        "        logger.info(`REST server listens on ${host} (nni-nas-ext patch; set NNI_NAS_EXT_HOST to change)`);\n"
+        "        this.server = app.listen(this.port, host);\n",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class FilePatch:
+    """One edit of one file of ``nni_node``: where, the original's SHA-256, (original, patched) text pairs."""
+
+    name: str
+    relpath: str
+    original_sha256: str
+    edits: tuple[tuple[str, str], ...]
+    applied: str
+    """What the patched file does, for messages."""
+    original: str
+    """What NNI's original does, for messages."""
+
+    def path(self) -> Path:
+        return nni_node_path() / self.relpath
+
+
+PAIRING = FilePatch("pairing", "training_service/v3/compat.js", ORIGINAL_SHA256, _EDITS,
+                    "each trial receives the parameter it was created for (NNI 3.0 FIFO bug fixed)",
+                    "NNI 3.0's original (first-in-first-out parameters)")
+BIND = FilePatch("bind", "rest_server/index.js", BIND_SHA256, _BIND_EDITS,
+                 f"the portal and REST API listen on 127.0.0.1, or on ${BIND_HOST_ENV} when it is set",
+                 "NNI 3.0's original (the portal and REST API listen on every interface)")
+FIXES: dict[str, FilePatch] = {"pairing": PAIRING, "bind": BIND}
+
+
 class PatchError(RuntimeError):
     """The patch was refused: wrong NNI version, or a file that is neither NNI 3.0's nor its patched form."""
 
@@ -126,33 +190,38 @@ class PatchResult:
         return self.message
 
 
-def compat_js_path() -> Path:
-    """``compat.js`` of the NNI installed in this interpreter's environment (found without importing nni)."""
+def nni_node_path() -> Path:
+    """The ``nni_node`` package of the NNI installed in this interpreter's environment (without importing nni)."""
     spec = importlib.util.find_spec("nni_node")
     if spec is None or not spec.submodule_search_locations:
         raise PatchError("package nni_node not found: is nni installed in this environment? (pip install nni==3.0)")
-    return Path(list(spec.submodule_search_locations)[0]) / "training_service" / "v3" / "compat.js"
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def compat_js_path() -> Path:
+    """``compat.js`` of the NNI installed in this interpreter's environment (found without importing nni)."""
+    return PAIRING.path()
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _unpatch_text(text: str) -> str | None:
+def _unpatch_text(text: str, fix: FilePatch = PAIRING) -> str | None:
     """The original text if ``text`` is NNI 3.0's file with this patch applied, else None."""
-    for original, patched in _EDITS:
+    for original, patched in fix.edits:
         if text.count(patched) != 1:
             return None
         text = text.replace(patched, original)
-    return text if _sha256(text.encode("utf-8")) == ORIGINAL_SHA256 else None
+    return text if _sha256(text.encode("utf-8")) == fix.original_sha256 else None
 
 
-def _patch_text(text: str) -> str:
-    for original, patched in _EDITS:
-        if text.count(original) != 1:  # cannot happen for the file with ORIGINAL_SHA256
+def _patch_text(text: str, fix: FilePatch = PAIRING) -> str:
+    for original, patched in fix.edits:
+        if text.count(original) != 1:  # cannot happen for the file with the original SHA-256
             raise PatchError(f"expected exactly one occurrence of {original.strip().splitlines()[0]!r}")
         text = text.replace(original, patched)
-    if _unpatch_text(text) is None:
+    if _unpatch_text(text, fix) is None:
         raise PatchError("internal error: the patched text does not revert to the original")
     return text
 
@@ -174,10 +243,10 @@ def _read(path: Path) -> str:
         raise PatchError(f"{path} does not exist") from exc
 
 
-def _state(text: str) -> str:
-    if _sha256(text.encode("utf-8")) == ORIGINAL_SHA256:
+def _state(text: str, fix: FilePatch = PAIRING) -> str:
+    if _sha256(text.encode("utf-8")) == fix.original_sha256:
         return "unpatched"
-    if _unpatch_text(text) is not None:
+    if _unpatch_text(text, fix) is not None:
         return "patched"
     return "unexpected"
 
@@ -188,43 +257,45 @@ def _write_atomic(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(data), mode=mode)
 
 
-_UNEXPECTED = ("{path} is neither NNI 3.0's compat.js (sha256 {original}) nor its patched form "
+_UNEXPECTED = ("{path} is neither NNI 3.0's {name} (sha256 {original}) nor its patched form "
                "(sha256 of this file: {actual}); nothing was changed. Reinstall nni==3.0 to get the original"
                "{backup_hint}.")
 
 
-def _unexpected(path: Path, text: str) -> str:
+def _unexpected(path: Path, text: str, fix: FilePatch = PAIRING) -> str:
     backup = path.with_name(path.name + BACKUP_SUFFIX)
     hint = f", or restore the backup {backup}" if backup.is_file() else ""
-    return _UNEXPECTED.format(path=path, original=ORIGINAL_SHA256[:12], actual=_sha256(text.encode())[:12],
-                              backup_hint=hint)
+    return _UNEXPECTED.format(path=path, name=Path(fix.relpath).name, original=fix.original_sha256[:12],
+                              actual=_sha256(text.encode())[:12], backup_hint=hint)
 
 
-def _inspect(path: str | os.PathLike[str] | None, check_version: bool) -> tuple[Path, str, str]:
+def _inspect(path: str | os.PathLike[str] | None, check_version: bool,
+             fix: FilePatch = PAIRING) -> tuple[Path, str, str]:
     """(file, its text, its state) after the version check, for apply and revert."""
     if check_version:
         _check_version()
-    target = Path(path) if path is not None else compat_js_path()
+    target = Path(path) if path is not None else fix.path()
     text = _read(target)
-    return target, text, _state(text)
+    return target, text, _state(text, fix)
 
 
-def patch_status(path: str | os.PathLike[str] | None = None) -> PatchStatus:
-    """Whether ``compat.js`` (default: the installed one) carries the fix."""
-    target = Path(path) if path is not None else compat_js_path()
+def patch_status(path: str | os.PathLike[str] | None = None, *, fix: FilePatch = PAIRING) -> PatchStatus:
+    """Whether the file of ``fix`` (default: the installed one) carries it."""
+    target = Path(path) if path is not None else fix.path()
     text = _read(target)
-    state = _state(text)
+    state = _state(text, fix)
     if state == "patched":
-        message = f"patched: {target} allocates each parameter to its own trial (NNI 3.0 FIFO bug fixed)"
+        message = f"patched: {target}: {fix.applied}"
     elif state == "unpatched":
-        message = (f"not patched: {target} is NNI 3.0's original (first-in-first-out parameters); "
+        message = (f"not patched: {target} is {fix.original}; "
                    "run `python -m nni_nas_ext.nni.nni_patch apply`")
     else:
-        message = "unexpected file: " + _unexpected(target, text)
+        message = "unexpected file: " + _unexpected(target, text, fix)
     return PatchStatus(target, state, message)
 
 
-def apply_patch(path: str | os.PathLike[str] | None = None, *, check_version: bool = True) -> PatchResult:
+def apply_patch(path: str | os.PathLike[str] | None = None, *, check_version: bool = True,
+                fix: FilePatch = PAIRING) -> PatchResult:
     """Apply the fix to ``compat.js`` (default: the installed one); idempotent.
 
     The original is copied to ``compat.js.nni-nas-ext-orig`` first. Experiments started afterwards use the fix.
@@ -234,22 +305,28 @@ def apply_patch(path: str | os.PathLike[str] | None = None, *, check_version: bo
     PatchError
         NNI is not version 3.0, or the file is neither NNI 3.0's original nor already patched.
     """
-    target, text, state = _inspect(path, check_version)
+    target, text, state = _inspect(path, check_version, fix)
     if state == "patched":
         return PatchResult(target, "patched", False, f"already patched: {target} (nothing to do)")
     if state == "unexpected":
-        raise PatchError("refusing to patch: " + _unexpected(target, text))
-    patched = _patch_text(text)
+        raise PatchError("refusing to patch: " + _unexpected(target, text, fix))
+    patched = _patch_text(text, fix)
     backup = target.with_name(target.name + BACKUP_SUFFIX)
-    if not (backup.is_file() and _sha256(backup.read_bytes()) == ORIGINAL_SHA256):
+    if not (backup.is_file() and _sha256(backup.read_bytes()) == fix.original_sha256):
         _write_atomic(backup, text)
     _write_atomic(target, patched)
     return PatchResult(target, "patched", True,
-                       f"patched {target}: each trial now receives the parameter it was created for "
-                       f"(backup of the original: {backup}); restart running experiments to use it", backup)
+                       f"patched {target}: {fix.applied} (backup of the original: {backup}); restart running "
+                       "experiments to use it", backup)
 
 
-def revert_patch(path: str | os.PathLike[str] | None = None, *, check_version: bool = True) -> PatchResult:
+def apply_all(*, check_version: bool = True) -> list[PatchResult]:
+    """:func:`apply_patch` of every fix of :data:`FIXES` to the installed NNI, in order."""
+    return [apply_patch(check_version=check_version, fix=fix) for fix in FIXES.values()]
+
+
+def revert_patch(path: str | os.PathLike[str] | None = None, *, check_version: bool = True,
+                 fix: FilePatch = PAIRING) -> PatchResult:
     """Restore NNI 3.0's original ``compat.js`` byte for byte; idempotent.
 
     Raises
@@ -257,44 +334,58 @@ def revert_patch(path: str | os.PathLike[str] | None = None, *, check_version: b
     PatchError
         NNI is not version 3.0, or the file is neither NNI 3.0's original nor its patched form.
     """
-    target, text, state = _inspect(path, check_version)
+    target, text, state = _inspect(path, check_version, fix)
     if state == "unpatched":
         return PatchResult(target, "unpatched", False, f"not patched: {target} is already NNI 3.0's original")
-    original = _unpatch_text(text)
+    original = _unpatch_text(text, fix)
     if original is None:
-        raise PatchError("refusing to revert: " + _unexpected(target, text))
+        raise PatchError("refusing to revert: " + _unexpected(target, text, fix))
     _write_atomic(target, original)
     return PatchResult(target, "unpatched", True,
-                       f"reverted {target} to NNI 3.0's original (sha256 {ORIGINAL_SHA256[:12]}...)")
+                       f"reverted {target} to NNI 3.0's original (sha256 {fix.original_sha256[:12]}...)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nni_nas_ext.nni.nni_patch",
-        description="Fix (or undo the fix of) NNI 3.0's first-in-first-out parameter bug in the installed NNI.")
+        description="Apply (or undo) nni-nas-ext's edits of the installed NNI 3.0: 'pairing' fixes the "
+                    "first-in-first-out parameter bug, 'bind' makes the portal and REST API listen on 127.0.0.1 "
+                    f"(or ${BIND_HOST_ENV}).",
+        epilog="example: python -m nni_nas_ext.nni.nni_patch apply   (both edits; idempotent)")
     parser.add_argument("action", nargs="?", choices=("apply", "revert", "status"), default=None,
                         help="apply the fix, revert it, or report the status (default: status)")
     parser.add_argument("--revert", action="store_true", help="same as the action 'revert'")
     parser.add_argument("--check", action="store_true",
                         help="same as 'status'; exit code 0 patched, 1 not patched, 2 unexpected file")
-    parser.add_argument("--path", help="a compat.js to work on instead of the installed one")
+    parser.add_argument("--fix", choices=(*FIXES, "all"), default=None,
+                        help="which edit (default: all; with --path: pairing)")
+    parser.add_argument("--path", help="a copy of the file of --fix to work on instead of the installed one")
     args = parser.parse_args(argv)
 
     requested = {a for a in (args.action, "revert" if args.revert else None, "status" if args.check else None) if a}
     if len(requested) > 1:
         parser.error(f"choose one action, got {sorted(requested)}")
     action = requested.pop() if requested else "status"
-    try:
-        if action == "status":
-            status = patch_status(args.path)
-            print(status.message)
-            return {"patched": 0, "unpatched": 1}.get(status.state, 2)
-        result = apply_patch(args.path) if action == "apply" else revert_patch(args.path)
-    except PatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(result.message)
-    return 0
+    name = args.fix or ("pairing" if args.path else "all")
+    if name == "all" and args.path:
+        parser.error("--path works on one file: name its --fix (pairing or bind)")
+    fixes = list(FIXES.values()) if name == "all" else [FIXES[name]]
+    codes = []
+    for fix in fixes:
+        try:
+            if action == "status":
+                status = patch_status(args.path, fix=fix)
+                print(status.message)
+                codes.append({"patched": 0, "unpatched": 1}.get(status.state, 2))
+                continue
+            result = apply_patch(args.path, fix=fix) if action == "apply" else revert_patch(args.path, fix=fix)
+        except PatchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            codes.append(2)
+            continue
+        print(result.message)
+        codes.append(0)
+    return max(codes)
 
 
 if __name__ == "__main__":

@@ -1,100 +1,89 @@
-"""A lean trial command for our searches: NNI's trial protocol, without importing ``nni.nas`` in the trial.
+"""The trial command of our searches: NNI's trial protocol, plain-JSON parameters, nothing unpickled.
 
-Use it as the experiment's trial command in place of NNI's ``python -m nni.nas.execution.training_service
-trial``::
+Use it as the experiment's trial command (every config of this project does)::
 
     trialCommand: .venv/bin/python -m nni_nas_ext.nni.trial_entry
 
-NNI's command asks for its parameter with ``nni.get_next_parameter()``, which ``nni.load``\\ s the whole
-frozen model space. For our searches that costs every trial the import of ``nni.nas`` and, through
-``nni.nas.evaluator``, of pytorch_lightning, torchmetrics and torchvision (about 2 s of a 4.3-s digits
-trial, measured with ``python -X importtime``), and about as long again when the interpreter tears that
-module graph down at exit. None of it is used: our trial code needs the candidate and the task settings,
-both plain JSON inside the parameter.
-
-This entry does what NNI's does, through NNI's own API and channel:
+What it does, through NNI's own API and channel:
 
 1. it opens the trial command channel that NNI's ``get_default_trial_command_channel`` would open (NNI
    3.0's HTTP channel at ``NNI_TRIAL_COMMAND_CHANNEL``) and installs it as NNI's default channel;
-2. it calls ``nni.get_next_parameter()``; the channel receives the parameter exactly as NNI's does and,
-   when it is one of ours (a frozen :class:`~nni_nas_ext.nni.space.MorphismModelSpace` whose evaluator is
-   ``FunctionalEvaluator(train_candidate, task=...)``), hands it over JSON-decoded instead of unpickled;
-   any other parameter is ``nni.load``\\ ed as NNI does;
-3. ours: ``run_candidate(candidate, TaskConfig.from_dict(task), reporter)``, reporting through
-   ``nni.report_intermediate_result`` / ``nni.report_final_result`` (what ``train_candidate`` does);
-   anything else: ``model.execute()``, NNI's own trial entry;
-4. after a successful trial it ends the process without the interpreter's teardown (``os._exit(0)``,
-   once logs and output are flushed): the checkpoint is on disk and the final result was delivered (the
-   HTTP channel's PUT returns after NNI has it) before. A failing trial raises as with NNI's entry
-   (exit code 1, traceback on stderr), so NNI marks it failed.
+2. it asks for the trial's parameter and decodes it as JSON, never with ``nni.load``: the parameter must be
+   a payload of :mod:`nni_nas_ext.wire`, signed with this experiment's key for the parameter id NNI
+   delivered. Anything else is refused and the trial fails before it builds, trains or writes anything:
+   a customized trial (``POST /api/v1/nni/trial-jobs``, the portal's "add trial"; NNI gives it no parameter
+   id), a forged or altered payload, NNI's pickled format. The checkpoint store and the dataset come from
+   the signed settings, which only the experiment's dispatcher can produce;
+3. ``candidate``: :func:`~nni_nas_ext.trial_code.trial.run_candidate`; ``fna_job``:
+   :func:`~nni_nas_ext.trial_code.fna_trial.run_fna_job`; both report through ``nni.report_*``;
+4. after a successful trial it ends the process without the interpreter's teardown (``os._exit(0)``, once
+   logs and output are flushed): the checkpoint is on disk and the final result was delivered (the HTTP
+   channel's PUT returns after NNI has it). A failing trial raises (exit code 1, the reason on stderr and in
+   ``trial.log``), so NNI marks it FAILED.
 
-On a channel other than NNI 3.0's HTTP one (``import://`` channels, NNI's legacy file channel, no NNI
-at all) it runs NNI's own entry, unchanged.
+NNI's own pickled parameters (the benchmark's baselines run NNI's strategies) are accepted only when the
+trial command says so explicitly, ``--allow-nni-format``; NNI's own trial command
+(``python -m nni.nas.execution.training_service trial``) always unpickles them. Neither is used by our
+searches: see the README's "Security".
+
+Not importing ``nni.nas`` also saves every trial the import of pytorch_lightning, torchmetrics and
+torchvision (about 2 s of a 4.3-s digits trial, and about as long again at exit).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import sys
 from typing import Any
 
-__all__ = ["OUR_EVALUATOR_FUNCTION", "OUR_MODEL_SPACE", "RawParameterChannel", "main", "our_trial"]
+from nni_nas_ext.wire import TrialPayload, WireError, decode_trial, experiment_key_path, is_wire_payload, read_key
+
+__all__ = ["ALLOW_NNI_FORMAT_FLAG", "RawParameterChannel", "TrialRefused", "main", "receive_payload", "run"]
 
 _log = logging.getLogger(__name__)
 
-#: How ``nni.dump`` names our model space and our evaluator's function in a trial parameter.
-OUR_MODEL_SPACE = "path:nni_nas_ext.nni.space.MorphismModelSpace"
-OUR_EVALUATOR_FUNCTION = "path:nni_nas_ext.nni.evaluator.train_candidate"
-_FUNCTIONAL_EVALUATOR = "path:nni.nas.evaluator.functional.FunctionalEvaluator"
-# space.ARCHITECTURE_LABEL, spelled out: importing space.py imports nni.nas (and pytorch_lightning)
-_ARCHITECTURE_LABEL = "architecture"
+#: the trial-command flag that lets NNI's pickled parameters through (NNI's own strategies only)
+ALLOW_NNI_FORMAT_FLAG = "--allow-nni-format"
 
 
-def our_trial(parameters: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """``(candidate dict, task dict)`` if ``parameters`` (JSON-decoded) is a trial of our searches, else None.
+class TrialRefused(RuntimeError):
+    """The trial's parameter is not one this trial may run; nothing was built, trained or written."""
 
-    Ours: ``nni.dump`` of a frozen ``SimplifiedModelSpace`` of :class:`MorphismModelSpace` whose evaluator is
-    ``FunctionalEvaluator(train_candidate, task=...)`` -- what :func:`~nni_nas_ext.nni.evaluator.make_evaluator`
-    builds and our strategies submit. The candidate is the sample's ``architecture`` value, which
-    :class:`~nni_nas_ext.nni.space.CandidateMutable` validated when the strategy froze it.
+
+def receive_payload(record: Any, key_path: Any = None) -> TrialPayload:
+    """The authentic payload of a parameter record ``{"parameter_id", "parameters", ...}``, or :class:`TrialRefused`.
+
+    ``key_path``: the experiment's key file (default: :func:`~nni_nas_ext.wire.experiment_key_path` of this
+    process's environment).
     """
-    if not isinstance(parameters, dict) or parameters.get("status") != "frozen":
-        return None
-    symbol = parameters.get("model_symbol")
-    evaluator = parameters.get("evaluator")
-    sample = parameters.get("sample")
-    if not (isinstance(symbol, dict) and symbol.get("__nni_type__") == OUR_MODEL_SPACE):
-        return None
-    if not (isinstance(evaluator, dict) and evaluator.get("__symbol__") == _FUNCTIONAL_EVALUATOR):
-        return None
-    kwargs = evaluator.get("__kwargs__")
-    if not isinstance(kwargs, dict) or set(kwargs) != {"function", "task"}:
-        return None
-    function = kwargs["function"]
-    if not (isinstance(function, dict) and function.get("__nni_type__") == OUR_EVALUATOR_FUNCTION):
-        return None
-    if not isinstance(sample, dict) or not isinstance(sample.get(_ARCHITECTURE_LABEL), dict) or \
-            not isinstance(kwargs["task"], dict):
-        return None
-    return sample[_ARCHITECTURE_LABEL], kwargs["task"]
+    if not isinstance(record, dict):
+        raise TrialRefused(f"the trial's parameter record must be a JSON object, but got {type(record).__name__}")
+    try:
+        key = read_key(key_path if key_path is not None else experiment_key_path())
+        return decode_trial(record.get("parameters"), record.get("parameter_id"), key)
+    except WireError as exc:
+        source = record.get("parameter_source")
+        raise TrialRefused(f"refusing to run this trial (parameter_id={record.get('parameter_id')!r}, "
+                           f"source={source!r}): {exc}") from None
 
 
 def _channel_class() -> type:
     from nni.runtime.trial_command_channel.v3 import TrialCommandChannelV3
 
     class RawParameterChannel(TrialCommandChannelV3):
-        """NNI 3.0's HTTP trial command channel, handing our parameters over JSON-decoded.
+        """NNI 3.0's HTTP trial command channel that hands the parameter record over as parsed JSON.
 
         The request and the reply are NNI's (``TrialCommandChannelV3.receive_parameter``); only the decoding
-        differs for a parameter of ours (:func:`our_trial`): ``json.loads`` in place of ``nni.load``, so the
-        model space is not unpickled. Metrics go out by NNI's own ``send_metric``.
+        differs: ``json.loads`` in place of ``nni.load``, so nothing is unpickled. Metrics go out by NNI's own
+        ``send_metric``.
         """
 
-        def receive_parameter(self) -> Any:
-            import nni
+        allow_nni_format = False
 
+        def receive_parameter(self) -> Any:
             self._channel.send({"type": "request_parameter"})
             res = self._channel.receive()
             if res is None:
@@ -103,10 +92,23 @@ def _channel_class() -> type:
             if res.get("type") != "parameter":
                 raise RuntimeError(f"the trial command channel answered a parameter request with {res.get('type')!r}"
                                    " instead of 'parameter'")
-            record = json.loads(res["parameter"])
-            if isinstance(record, dict) and our_trial(record.get("parameters")) is not None:
+            text = res.get("parameter")
+            try:
+                record = json.loads(text)
+            except (TypeError, ValueError) as exc:
+                raise TrialRefused(f"the trial's parameter is not JSON ({exc}); refusing to run it") from None
+            if isinstance(record, dict) and is_wire_payload(record.get("parameters")):
                 return record
-            return nni.load(res["parameter"])
+            if self.allow_nni_format:
+                import nni
+
+                return nni.load(text)  # NNI's own format, asked for by the trial command
+            raise TrialRefused(
+                "refusing to run this trial: its parameter is not a signed nni-nas-ext payload (parameter_id="
+                f"{record.get('parameter_id') if isinstance(record, dict) else None!r}). This trial command "
+                "never unpickles NNI's format; a trial the experiment's search did not create (e.g. POST "
+                f"/api/v1/nni/trial-jobs) is not run. Only for NNI's own strategies add {ALLOW_NNI_FORMAT_FLAG} "
+                "to the trial command.")
 
     return RawParameterChannel
 
@@ -117,47 +119,80 @@ def __getattr__(name: str) -> Any:  # RawParameterChannel without importing nni 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _nni_entry() -> None:
-    from nni.nas.execution.training_service import trial_entry
+def _run_payload(payload: TrialPayload) -> None:
+    from .evaluator import NniReporter, _log_to_stdout
 
-    trial_entry()
+    _log_to_stdout()
+    if payload.kind == "candidate":
+        from nni_nas_ext.strategies.candidate import Candidate
+        from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
+
+        run_candidate(Candidate.from_dict(payload.job), TaskConfig.from_dict(payload.settings["task"]),
+                      NniReporter())
+    else:  # "fna_job" (TrialPayload admits no other kind)
+        from nni_nas_ext.strategies.fna import FnaJob
+        from nni_nas_ext.trial_code.fna_trial import FnaTaskConfig, run_fna_job
+
+        run_fna_job(FnaJob.from_dict(payload.job), FnaTaskConfig.from_dict(payload.settings["task"]),
+                    dict(payload.settings["adaptation"]), NniReporter())
 
 
-def run() -> bool:
-    """Receive this trial's parameter from NNI and run it; True when the lean path ran (our trial)."""
+def run(argv: list[str] | None = None) -> bool:
+    """Receive this trial's parameter from NNI and run it; True when it was one of ours.
+
+    Raises
+    ------
+    TrialRefused
+        The parameter is not an authentic payload of this experiment (and NNI's format was not allowed).
+    """
+    parser = argparse.ArgumentParser(prog="python -m nni_nas_ext.nni.trial_entry",
+                                     description="Run one trial of an nni-nas-ext search (started by NNI).")
+    parser.add_argument(ALLOW_NNI_FORMAT_FLAG, action="store_true",
+                        help="also run NNI's own pickled parameters (only for NNI's built-in strategies; "
+                             "anyone who can reach NNI's REST API can then run code in a trial)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
     import nni
     from nni.runtime.env_vars import trial_env_vars
     from nni.runtime.trial_command_channel import set_default_trial_command_channel
 
     url = trial_env_vars.NNI_TRIAL_COMMAND_CHANNEL
     if not (isinstance(url, str) and url.startswith("http://")):
-        _nni_entry()
-        return False
-    set_default_trial_command_channel(_channel_class()(url))
-    params = nni.get_next_parameter()
-    ours = our_trial(params)
-    if ours is None:
-        from nni.nas.space import ExecutableModelSpace
+        raise TrialRefused(f"this trial command speaks NNI 3.0's HTTP trial channel, but NNI_TRIAL_COMMAND_CHANNEL "
+                           f"is {url!r}; use NNI's own trial command with NNI's legacy channels")
+    channel_class = _channel_class()
+    channel = channel_class(url)
+    channel.allow_nni_format = args.allow_nni_format
+    set_default_trial_command_channel(channel)
+    # nni.get_next_parameter() keeps NNI's bookkeeping (the parameter id that metrics carry)
+    nni.get_next_parameter()
+    import nni.trial
 
-        if not isinstance(params, ExecutableModelSpace):
-            raise RuntimeError(f"the trial's parameter should be an ExecutableModelSpace, but NNI sent "
-                               f"{type(params).__name__}: is this trial command used with an nni.nas strategy?")
-        params.execute()  # NNI's own trial entry
-        return False
-    candidate, task = ours
-    from nni_nas_ext.strategies.candidate import Candidate
-    from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
+    record = nni.trial._params  # the whole record just received: its parameter_id is what NNI delivered
 
-    from .evaluator import NniReporter, _log_to_stdout
+    if isinstance(record, dict) and is_wire_payload(record.get("parameters")):
+        _run_payload(receive_payload(record))
+        return True
+    from nni.nas.space import ExecutableModelSpace
 
-    _log_to_stdout()
-    run_candidate(Candidate.from_dict(candidate), TaskConfig.from_dict(task), NniReporter())
-    return True
+    params = record.get("parameters") if isinstance(record, dict) else None
+    if not isinstance(params, ExecutableModelSpace):
+        raise TrialRefused(f"the trial's parameter should be an nni-nas-ext payload or (with "
+                           f"{ALLOW_NNI_FORMAT_FLAG}) an NNI model, but NNI sent {type(params).__name__}")
+    params.execute()  # NNI's own trial entry
+    return False
 
 
 def main() -> None:
     """The trial command: run the trial, then leave without the interpreter's teardown."""
-    run()
+    try:
+        run()
+    except TrialRefused as exc:
+        logging.shutdown()
+        print(f"nni-nas-ext trial: {exc}", file=sys.stderr, flush=True)
+        print(f"nni-nas-ext trial: {exc}", file=sys.stdout, flush=True)  # trial.log, shown by the portal
+        sys.stdout.flush()
+        os._exit(2)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -112,6 +112,7 @@ class NniStrategyTuner(StrategyBridge):
     """
 
     class_args_validator = NniStrategyClassArgsValidator
+    trial_format = "nni"  # NNI's strategies: NNI's pickled models, NNI's trial command (README, "Security")
 
     def build(self, class_args: dict[str, Any]) -> tuple[Any, Any, Any]:
         from .baselines.nni_strategies import build_nni_strategy_search
