@@ -126,7 +126,7 @@ class ControllerConfig(Config):
         256, minimum=1, maximum=1_000_000,
         doc="buckets layer tokens are hashed into (not in the paper, which enumerates its tokens)")
     seed: int = option(
-        0, minimum=0, maximum=2**63 - 1,
+        0, minimum=0, maximum=2**31 - 1,
         doc="seed of the parameter initialisation (sampling uses the generator given to each call)")
 
     def __post_init__(self) -> None:

@@ -114,7 +114,7 @@ class NashConfig(Config):
         50, minimum=1, maximum=100_000,
         doc="rejected draws (too large, duplicate, no morphism applies) tolerated per child before giving up")
     seed: int = option(
-        0, minimum=0, maximum=2**63 - 1,
+        0, minimum=0, maximum=2**31 - 1,
         doc="seed of the strategy's random generator (morphism choices)")
     inherit_weights: bool = option(
         True,

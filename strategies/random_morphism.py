@@ -103,7 +103,7 @@ class RandomMorphismConfig(Config):
         doc="samples handed out and not yet reported at any time; at least NNI's trialConcurrency keeps "
             "every trial slot busy")
     seed: int = option(
-        0, minimum=0, maximum=2**63 - 1,
+        0, minimum=0, maximum=2**31 - 1,
         doc="seed of the strategy's random generator (morphism counts, operators, sites)")
 
 
