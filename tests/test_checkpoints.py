@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,15 @@ import torch
 
 from nni_nas_ext.core import Architecture, build_module
 from nni_nas_ext.search_spaces import nash_seed
-from nni_nas_ext.trial_code.checkpoints import CHECKPOINT_FORMAT, Checkpoint, CheckpointError, CheckpointStore
+from nni_nas_ext.atomic import STALE_TEMPORARY_AGE_S
+from nni_nas_ext.trial_code.checkpoints import (
+    CHECKPOINT_FORMAT,
+    Checkpoint,
+    CheckpointError,
+    CheckpointStore,
+    checkpoint_dir_error,
+    checkpoint_dir_unusable,
+)
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +224,126 @@ def test_cuda_weights_load_on_the_cpu(tmp_path: Path, arch: Architecture) -> Non
     loaded = store.load("g-0001").state_dict
     assert all(v.device.type == "cpu" for v in loaded.values())
     assert all(torch.equal(loaded[k], v.cpu()) for k, v in state.items())
+
+
+def _aged(path: Path, seconds: float) -> Path:
+    """``path`` last modified ``seconds`` ago."""
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+    return path
+
+
+def test_open_removes_only_stale_temporary_files(tmp_path: Path, arch: Architecture,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    CheckpointStore(tmp_path).save("a-0001", arch, weights(arch, 0))
+    checkpoint = _aged(tmp_path / "a-0001.pt", 10 * STALE_TEMPORARY_AGE_S)  # old, but a checkpoint
+    stale_new = tmp_path / ".a-0002.pt.k3j_x9ab.tmp"  # a save killed midway
+    stale_new.write_bytes(b"x" * 1000)
+    _aged(stale_new, STALE_TEMPORARY_AGE_S + 60)
+    stale_old = tmp_path / ".a-0003.q1w2e3r4.tmp"  # the name of the store's earlier writer
+    stale_old.write_bytes(b"y" * 24)
+    _aged(stale_old, 3 * 3600)
+    fresh = tmp_path / ".a-0004.pt.zzzzzzzz.tmp"  # a write in progress
+    fresh.write_bytes(b"z" * 10)
+    _aged(fresh, STALE_TEMPORARY_AGE_S - 60)
+    others = [tmp_path / name for name in ("notes.tmp", ".hidden.tmp", "x.pt.abcdefgh.tmp", ".a-0005.pt.tmp")]
+    for path in others:
+        path.write_text("user's")
+        _aged(path, 10 * STALE_TEMPORARY_AGE_S)
+    (tmp_path / ".dir.abcdefgh.tmp").mkdir()  # a folder with a temporary's name
+    _aged(tmp_path / ".dir.abcdefgh.tmp", 10 * STALE_TEMPORARY_AGE_S)
+
+    with caplog.at_level("INFO", logger="nni_nas_ext.atomic"):
+        store = CheckpointStore.open(tmp_path)
+    assert store.removed_temporaries == (2, 1024)
+    assert not stale_new.exists() and not stale_old.exists()
+    assert fresh.exists() and checkpoint.exists() and all(p.exists() for p in others)
+    assert (tmp_path / ".dir.abcdefgh.tmp").is_dir()
+    assert store.ids() == ["a-0001"] and store.load("a-0001").architecture == arch
+    assert "removed 2 stale temporary file(s), 1024 bytes" in caplog.text and str(tmp_path) in caplog.text
+    # nothing more to remove: nothing logged
+    caplog.clear()
+    with caplog.at_level("INFO", logger="nni_nas_ext.atomic"):
+        assert CheckpointStore.open(tmp_path).removed_temporaries == (0, 0)
+    assert caplog.text == ""
+
+
+def test_open_of_a_store_that_does_not_exist_yet(tmp_path: Path) -> None:
+    store = CheckpointStore.open(tmp_path / "new")
+    assert store.removed_temporaries == (0, 0) and not (tmp_path / "new").exists()
+
+
+def test_a_killed_save_leaves_a_temporary_that_a_later_open_removes(tmp_path: Path, arch: Architecture,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    store = CheckpointStore(tmp_path)
+    real_replace = os.replace
+
+    def killed(src, dst):  # the process dies between writing and renaming: nothing cleans up
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(os, "replace", killed)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: None)  # no cleanup in a dead process
+    with pytest.raises(SystemExit):
+        store.save("k-0001", arch, weights(arch, 0))
+    monkeypatch.undo()
+    assert os.replace is real_replace
+    (leftover,) = os.listdir(tmp_path)
+    assert leftover.startswith(".k-0001.pt.") and leftover.endswith(".tmp")
+    size = (tmp_path / leftover).stat().st_size
+    assert CheckpointStore.open(tmp_path).removed_temporaries == (0, 0)  # fresh: maybe a write in progress
+    _aged(tmp_path / leftover, STALE_TEMPORARY_AGE_S + 1)
+    assert CheckpointStore.open(tmp_path).removed_temporaries == (1, size)
+    assert os.listdir(tmp_path) == []
+
+
+def test_fna_removes_stale_temporaries_before_saving(tmp_path: Path) -> None:
+    from nni_nas_ext.trial_code.fna_trial import FnaTaskConfig, _writable_checkpoint_dir
+
+    stale = tmp_path / ".fna-0001.pt.abcdefgh.tmp"
+    stale.write_bytes(b"x")
+    _aged(stale, STALE_TEMPORARY_AGE_S + 1)
+    fresh = tmp_path / ".fna-0002.pt.abcdefgh.tmp"
+    fresh.write_bytes(b"x")
+    task = FnaTaskConfig(source_dataset="digits", target_dataset="digits", checkpoint_dir=str(tmp_path))
+    assert _writable_checkpoint_dir(task) == tmp_path
+    assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize(("path", "problem"), [
+    ("relative/x", "must be an absolute path"),
+    ("/", "must not be a system folder"), ("//", "must not be a system folder"),
+    ("/proc", "must not be a system folder"), ("/proc/1/cwd", "it lies in /proc"),
+    ("/sys/kernel", "it lies in /sys"), ("/dev/shm/x", "it lies in /dev"), ("/etc", "must not be a system"),
+    ("/usr/", "must not be a system"), ("/var/../run", "must not be a system"),
+    ("/tmp/x", None), ("/usr/local/checkpoints", None), ("/var/tmp/x", None), ("/etcetera", None),
+    ("/run/user/1000/x", None),
+])
+def test_checkpoint_dir_error_judges_the_path_alone(path: str, problem: str | None) -> None:
+    found = checkpoint_dir_error(path)
+    assert (found is None) if problem is None else (found is not None and problem in found and repr(path) in found)
+
+
+def test_checkpoint_dir_unusable_checks_the_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert checkpoint_dir_unusable(str(tmp_path)) is None
+    assert checkpoint_dir_unusable(str(tmp_path / "a" / "b")) is None and not (tmp_path / "a").exists()
+    (tmp_path / "f").write_text("x")
+    assert "which is a file" in (checkpoint_dir_unusable(str(tmp_path / "f")) or "")
+    assert "is not a folder" in (checkpoint_dir_unusable(str(tmp_path / "f" / "sub")) or "")
+    (tmp_path / "to-proc").symlink_to("/proc")
+    assert "leads to '/proc/x'" in (checkpoint_dir_unusable(str(tmp_path / "to-proc" / "x")) or "")
+    # as root every folder is writable: a refused access shows the message
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+    assert "cannot be created" in (checkpoint_dir_unusable(str(tmp_path / "new")) or "")
+    assert "is not writable by this user" in (checkpoint_dir_unusable(str(tmp_path)) or "")
+
+
+@pytest.mark.parametrize("config", ["task", "fna"])
+def test_task_configs_refuse_system_folders(config: str) -> None:
+    from nni_nas_ext.strategies.config import ConfigError
+    from nni_nas_ext.trial_code.fna_trial import FnaTaskConfig
+    from nni_nas_ext.trial_code.trial import TaskConfig
+
+    cls = TaskConfig if config == "task" else FnaTaskConfig
+    with pytest.raises(ConfigError, match=r"checkpoint_dir must not be a system folder.*but got '/proc/self'") as info:
+        cls(checkpoint_dir="/proc/self")
+    assert info.value.key == "checkpoint_dir" and info.value.value == "/proc/self"

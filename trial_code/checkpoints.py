@@ -5,9 +5,15 @@ the strategy, ``f"{architecture.id}-{serial:04d}"`` (e.g. ``0123456789abcdef-000
 ``<root>/<id>.pt`` holds the architecture's JSON, its ``state_dict`` and a small JSON ``meta`` dict (for
 example the validation accuracy it reached).
 
-* Writes are atomic: the file is written to a temporary file in the same folder, flushed to disk, and
-  moved over the target with ``os.replace``; a reader sees the old checkpoint or the new one whole, never
-  a partial file, and the temporary file is removed when writing fails.
+* Writes are atomic (:func:`nni_nas_ext.atomic.atomic_write`): the file is written to a temporary file
+  ``.<id>.pt.<random>.tmp`` in the same folder, flushed to disk, and moved over the target with
+  ``os.replace``; a reader sees the old checkpoint or the new one whole, never a partial file, and the
+  temporary file is removed when writing fails. A trial killed while saving leaves its temporary file
+  behind: :meth:`CheckpointStore.open` removes such files once they are stale (no write in progress can
+  be that old) and logs how many files and bytes it removed.
+* The store's folder must be absolute and not a system folder (:func:`checkpoint_dir_error`, used by the
+  task configurations) and, before a search starts, a folder this user can write or create
+  (:func:`checkpoint_dir_unusable`).
 * Reads use ``torch.load(weights_only=True)``: a file holding anything but tensors and plain containers
   is refused (no code in it can run).
 * Ids that are not plain file names (path separators, ``.``/``..``, control characters, empty, longer
@@ -21,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +35,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nni_nas_ext.atomic import RemovedTemporaries, atomic_write, remove_stale_temporaries
 from nni_nas_ext.core import Architecture
 
-__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "CheckpointStore"]
+__all__ = ["CHECKPOINT_FORMAT", "SYSTEM_FOLDERS", "Checkpoint", "CheckpointError", "CheckpointStore",
+           "checkpoint_dir_error", "checkpoint_dir_unusable"]
 
 #: Version of the payload layout, stored in every checkpoint.
 CHECKPOINT_FORMAT = 1
@@ -40,6 +47,11 @@ _SUFFIX = ".pt"
 _MAX_ID = 128
 _ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{_MAX_ID - 1}}}")
 _LISTED = 10  # ids named when a checkpoint is missing
+
+#: Folders a checkpoint store may never be: the root and the system's own folders. The first three are
+#: refused with everything beneath them (kernel and device file systems); the others only themselves.
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/", "/etc", "/bin", "/boot", "/lib", "/usr", "/sbin", "/var", "/run")
+_SYSTEM_TREES = ("/proc", "/sys", "/dev")
 
 
 class CheckpointError(RuntimeError):
@@ -83,6 +95,19 @@ class CheckpointStore:
             raise CheckpointError(f"the checkpoint store needs an absolute path, but got {os.fspath(root)!r}; "
                                   f"e.g. {str(path.resolve())!r}")
         self.root = path
+        self.removed_temporaries = RemovedTemporaries(0, 0)  # what :meth:`open` cleaned up
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> CheckpointStore:
+        """The store at ``root``, with the stale temporary files of interrupted saves removed (and logged).
+
+        What a trial uses: a trial killed while saving leaves ``.<id>.pt.<random>.tmp`` behind (hundreds of
+        MB with larger networks); files unchanged for :data:`~nni_nas_ext.atomic.STALE_TEMPORARY_AGE_S`
+        belong to no write in progress and are removed. Nothing else in the folder is touched.
+        """
+        store = cls(root)
+        store.removed_temporaries = remove_stale_temporaries(store.root)
+        return store
 
     def __repr__(self) -> str:
         return f"CheckpointStore({str(self.root)!r})"
@@ -129,17 +154,7 @@ class CheckpointStore:
                                   f"but {exc}") from exc
         payload = {"format": CHECKPOINT_FORMAT, "architecture": architecture.to_json(), "meta": meta_json,
                    "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}}
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{candidate_id}.", suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, lambda handle: torch.save(payload, handle))
         self._sync_folder()
         return target
 
@@ -204,3 +219,67 @@ def _first_line(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     named = [line for line in lines if "global" in line.lower()]
     return (named or lines or [""])[0][:300]
+
+
+def _system_folder(path: str) -> str | None:
+    """The entry of :data:`SYSTEM_FOLDERS` that ``path`` (absolute, normalised) is or lies in, if any."""
+    for folder in SYSTEM_FOLDERS:
+        if path == folder or folder in _SYSTEM_TREES and path.startswith(folder + "/"):
+            return folder
+    return None
+
+
+def _normalised(path: str) -> str:
+    """``path`` without ``.``/``..`` steps, repeated or trailing slashes (no file-system access)."""
+    return "/" + os.path.normpath(path).lstrip("/")
+
+
+def checkpoint_dir_error(path: str) -> str | None:
+    """What is wrong with ``path`` as a checkpoint folder, judged from the path alone; ``None`` if nothing.
+
+    The text continues "checkpoint_dir ..." in a message: "must be ..., but got ...; remedy". The folder
+    must be absolute (a relative one would depend on each trial's working directory) and not one of
+    :data:`SYSTEM_FOLDERS` (nor under ``/proc``, ``/sys``, ``/dev``).
+    """
+    if not os.path.isabs(path):
+        return f"must be an absolute path, but got {path!r}; e.g. {str(Path(path).resolve())!r}"
+    folder = _system_folder(_normalised(path))
+    if folder is not None:
+        inside = "" if _normalised(path) == folder else f" (it lies in {folder})"
+        return (f"must not be a system folder ({', '.join(SYSTEM_FOLDERS)}, or anything under "
+                f"{', '.join(_SYSTEM_TREES)}), but got {path!r}{inside}; give a folder of your own, e.g. "
+                f"{str(Path.home() / 'nni-checkpoints')!r}")
+    return None
+
+
+def checkpoint_dir_unusable(path: str) -> str | None:
+    """What keeps this user from keeping checkpoints in ``path``, checked on the file system; ``None`` if nothing.
+
+    Beyond :func:`checkpoint_dir_error`: the folder, with links resolved, is not a system folder; it is
+    not an existing file (or other non-folder); it is writable, or, if it does not exist yet, its nearest
+    existing parent is a writable folder (the store creates it on the first save). Nothing is created.
+    The text continues "checkpoint_dir ..." in a message, like :func:`checkpoint_dir_error`'s.
+    """
+    problem = checkpoint_dir_error(path)
+    if problem is not None:
+        return problem
+    resolved = str(Path(path).resolve())
+    if resolved != _normalised(path) and _system_folder(resolved) is not None:
+        return (f"must not be a system folder, but got {path!r}, which leads to {resolved!r}; give a folder of "
+                f"your own, e.g. {str(Path.home() / 'nni-checkpoints')!r}")
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        kind = "a file" if target.is_file() else "not a folder"
+        return (f"must be a folder (or not exist yet), but got {path!r}, which is {kind}; remove it or choose "
+                f"another folder, e.g. {str(target.parent / 'checkpoints')!r}")
+    existing = target
+    while not existing.exists() and existing != existing.parent:  # the nearest existing ancestor
+        existing = existing.parent
+    if not existing.is_dir():
+        return (f"must be a folder that can be created, but got {path!r}, and {str(existing)!r} on its way is "
+                f"not a folder; choose another folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == target else f"cannot be created: {str(existing)!r} is not writable"
+        return (f"must be a folder this user can write, but got {path!r}, which {what} by this user; fix its "
+                f"permissions or choose another folder")
+    return None

@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import Tensor
 
-from nni_nas_ext.atomic import atomic_write
+from nni_nas_ext.atomic import atomic_write, remove_stale_temporaries
 from nni_nas_ext.core.mbconv import (
     MOBILENET_V2_SETTING, MBConvArchitecture, MBConvSuperNet, SuperNetSpace, build_network, mobilenet_v2,
     small_input_strides, torchvision_architecture, torchvision_to_state_dict,
@@ -52,6 +52,7 @@ from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_con
 from nni_nas_ext.strategies.fna import FnaJob
 from nni_nas_ext.strategies.fna_adaptation import AdaptationConfig, AdaptationEpoch, adapt
 
+from .checkpoints import checkpoint_dir_error
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
 from .training import EpochResult, Schedule, evaluate, select_device, train
 from .trial import Reporter, TrialFailed, default_checkpoint_dir
@@ -111,10 +112,9 @@ class FnaTaskConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.checkpoint_dir is not None and not Path(self.checkpoint_dir).is_absolute():
-            raise ConfigError(f"fna-task: checkpoint_dir must be an absolute path, but got {self.checkpoint_dir!r}; "
-                              f"e.g. {str(Path(self.checkpoint_dir).resolve())!r}", key="checkpoint_dir",
-                              value=self.checkpoint_dir)
+        problem = None if self.checkpoint_dir is None else checkpoint_dir_error(self.checkpoint_dir)
+        if problem is not None:
+            raise ConfigError(f"fna-task: checkpoint_dir {problem}", key="checkpoint_dir", value=self.checkpoint_dir)
         if self.lr_min > self.lr:
             raise ConfigError(f"fna-task: lr_min <= lr must hold, but got lr_min={self.lr_min}, lr={self.lr}",
                               key="lr_min", value=self.lr_min)
@@ -126,7 +126,9 @@ class FnaTaskConfig(Config):
             try:
                 self.dataset_spec(which)
             except ValueError as exc:
-                raise ConfigError(f"fna-task: {which}_dataset: {exc}", key=f"{which}_dataset",
+                raise ConfigError(f"fna-task: {which}_dataset={getattr(self, f'{which}_dataset')!r} with {which}_root="
+                                  f"{getattr(self, f'{which}_root')!r}: {exc} (root is the setting {which}_root)",
+                                  key=f"{which}_dataset",
                                   value=getattr(self, f"{which}_dataset")) from None
 
     @classmethod
@@ -270,6 +272,17 @@ def _checkpoint_dir(task: FnaTaskConfig) -> Path:
     return Path(task.checkpoint_dir) if task.checkpoint_dir else default_checkpoint_dir()
 
 
+def _writable_checkpoint_dir(task: FnaTaskConfig) -> Path:
+    """:func:`_checkpoint_dir` for a job about to save, cleared of the stale temporaries of saves killed midway.
+
+    A job killed while saving leaves ``.<job id>.pt.<random>.tmp`` behind; :func:`remove_stale_temporaries`
+    removes those no write in progress can own and logs how many files and bytes went.
+    """
+    folder = _checkpoint_dir(task)
+    remove_stale_temporaries(folder)
+    return folder
+
+
 def run_fna_job(job: FnaJob, task: FnaTaskConfig, adaptation: AdaptationConfig | Mapping[str, Any] | None,
                 reporter: Reporter, *, data: Mapping[str, Splits] | None = None) -> dict[str, Any]:
     """Run one job of the FNA pipeline (module docstring) and return the final result it reported.
@@ -372,7 +385,7 @@ def _train_seed(job: FnaJob, task: FnaTaskConfig, reporter: Reporter, source: Sp
     result = {"default": evaluate(module, val_x, val_y), **_common(job, arch),
               "dataset": source.spec.name, "source_test_acc": evaluate(module, source.test_x, source.test_y),
               "train_cpu_seconds": round(train_cpu, 3)}
-    path = _checkpoint_dir(task) / f"{job.id}.pt"
+    path = _writable_checkpoint_dir(task) / f"{job.id}.pt"
     save_checkpoint(path, arch, module.state_dict(), {"job": job.to_dict(), "val_acc": result["default"]})
     result["checkpoint"] = str(path)
     return result
@@ -455,7 +468,7 @@ def _finetune(job: FnaJob, task: FnaTaskConfig, reporter: Reporter, target: Spli
               "test_acc": evaluate(module, target.test_x.to(device), target.test_y.to(device)),
               "dataset": target.spec.name, "weights": "random init" if state is None else "remapped from the seed",
               "adapt_job": job.adapt, "train_cpu_seconds": round(train_cpu, 3)}
-    path = _checkpoint_dir(task) / f"{job.id}.pt"
+    path = _writable_checkpoint_dir(task) / f"{job.id}.pt"
     save_checkpoint(path, arch, module.state_dict(), {"job": job.to_dict(), "test_acc": result["test_acc"]})
     result["checkpoint"] = str(path)
     return result

@@ -39,7 +39,7 @@ from nni_nas_ext.strategies.candidate import Candidate
 from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
 
 from .augment import AUGMENTATIONS, Augmentation
-from .checkpoints import CheckpointStore
+from .checkpoints import CheckpointStore, checkpoint_dir_error
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
 from .training import PRECISIONS, EpochResult, Schedule, TrainingDiverged, evaluate, select_device, train
 
@@ -99,17 +99,17 @@ class TaskConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.checkpoint_dir is not None and not Path(self.checkpoint_dir).is_absolute():
-            raise ConfigError(f"task: checkpoint_dir must be an absolute path, but got {self.checkpoint_dir!r}; "
-                              f"e.g. {str(Path(self.checkpoint_dir).resolve())!r}", key="checkpoint_dir",
-                              value=self.checkpoint_dir)
+        problem = None if self.checkpoint_dir is None else checkpoint_dir_error(self.checkpoint_dir)
+        if problem is not None:
+            raise ConfigError(f"task: checkpoint_dir {problem}", key="checkpoint_dir", value=self.checkpoint_dir)
         if self.lr_min > self.lr:
             raise ConfigError(f"task: lr_min <= lr must hold, but got lr_min={self.lr_min}, lr={self.lr}",
                               key="lr_min", value=self.lr_min)
         try:
             self.dataset_spec()
         except ValueError as exc:
-            raise ConfigError(f"task: {exc}", key="dataset", value=self.dataset) from None
+            raise ConfigError(f"task: dataset={self.dataset!r} with dataset_root={self.dataset_root!r}: {exc} "
+                              f"(root is the setting dataset_root)", key="dataset", value=self.dataset) from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskConfig:
@@ -213,7 +213,7 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         _log.info("%s", data.describe())
     clock["data"] = round(time.time() - t, 4)
     _check_fits(arch, data)
-    store = CheckpointStore(task.checkpoint_dir or default_checkpoint_dir())
+    store = CheckpointStore.open(task.checkpoint_dir or default_checkpoint_dir())
     if candidate.id in store:
         # Already trained: NNI re-runs the trials that were running at `nnictl stop`, including ones that had
         # finished while it stopped. Report the stored result again instead of training twice.
