@@ -67,8 +67,8 @@ $(STAMP):
 	@rm -f $(VENV)/.lock-*
 	@touch $@
 
-# NNI 3.0 hands trials each other's parameters when several run at once (field notes, bug 1). The fix is an
-# explicit, reversible edit of the installed NNI inside .venv; idempotent, it says what it did.
+# Two explicit, reversible edits of the installed NNI inside .venv (idempotent; each says what it did): NNI 3.0
+# hands trials each other's parameters (field notes, bug 1), and its portal/REST API listen on every interface.
 nni-fix: venv
 	@$(VENV_PY) -m nni_nas_ext.nni.nni_patch apply
 
