@@ -4,9 +4,12 @@ Commands
 --------
 ``setup``   apply the NNI 3.0 parameter-pairing fix (idempotent; says what it did) and register our
             strategies as nnictl builtin tuners (``nnictl algo register``).
-``run``     ``nnictl create --config FILE``, print the portal's URL, follow the trials until the search
+``run``     check the config (YAML, NNI's schema, our tuner's classArgs, datasets, checkpoint_dir:
+            :mod:`nni_nas_ext.preflight`; exit 2 on a problem), ``nnictl create --config FILE`` (listening on
+            ``--host``, 127.0.0.1 by default), print the portal's URL, follow the trials until the search
             ends, then print the seed's and the winner's accuracies, the winner's size and lineage, and
-            export the winner. What ``make demo`` runs.
+            export the winner. An experiment that ends in ERROR: print the dispatcher's error, stop it
+            (unless ``--keep-on-error``), exit 1. What ``make demo`` runs.
 ``follow``  follow an experiment that is already running (``--port``).
 ``summary`` print the summary of an experiment (``--port``) that is running or done (``nnictl view``).
 ``export``  export the winner of an experiment (``--port``), or any checkpoint (``--checkpoint``).
@@ -15,7 +18,9 @@ Commands
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import os
 import re
 import shutil
 import socket
@@ -33,10 +38,11 @@ from .results import SearchResults
 __all__ = ["main"]
 
 _TERMINAL = {"DONE", "ERROR", "STOPPED", "STOPPING", "VIEWED"}
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
-def _rest(port: int, path: str, timeout: float = 10.0) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=timeout) as response:
+def _rest(port: int, path: str, timeout: float = 10.0, *, host: str = "127.0.0.1") -> Any:
+    with urllib.request.urlopen(f"{_url(host, port)}/api/v1/nni/{path}", timeout=timeout) as response:
         return json.loads(response.read().decode())
 
 
@@ -49,16 +55,16 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
-def follow(port: int, *, timeout: float, poll: float = 3.0, out: Any = sys.stdout) -> str:
+def follow(port: int, *, timeout: float, poll: float = 3.0, out: Any = sys.stdout, host: str = "127.0.0.1") -> str:
     """Print each trial as it ends until the experiment is over (or ``timeout`` s); return the status."""
     seen: set[str] = set()
     deadline = time.time() + timeout
     status = "UNKNOWN"
     while True:
         try:
-            status = _rest(port, "check-status").get("status", "UNKNOWN")
-            trials = _rest(port, "trial-jobs")
-            results = SearchResults.from_metric_data(_rest(port, "metric-data"))
+            status = _rest(port, "check-status", host=host).get("status", "UNKNOWN")
+            trials = _rest(port, "trial-jobs", host=host)
+            results = SearchResults.from_metric_data(_rest(port, "metric-data", host=host))
         except (urllib.error.URLError, OSError) as exc:
             print(f"  (portal not answering: {exc}; retrying)", file=out, flush=True)
             time.sleep(poll)
@@ -180,27 +186,51 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_config(config: Path) -> str | None:
-    """Validate our tuner's classArgs before nnictl starts anything (nnictl 3.0 does not run validators)."""
-    import yaml
+def _check_config(config: Path, *, resources: bool = False) -> str | None:
+    """What is wrong with the experiment config (:mod:`nni_nas_ext.preflight`), ``None`` if nothing.
 
-    from .nni.tuners import TUNERS
+    ``resources=True`` also loads the datasets and checks ``checkpoint_dir`` on the file system (what ``run``
+    does before nnictl starts anything); without it only the file's contents are judged.
+    """
+    from .preflight import PreflightError, check_experiment_config
 
     try:
-        data = yaml.safe_load(config.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        return f"{config} is not a readable YAML file: {exc}"
-    tuner = (data or {}).get("tuner") or {}
-    names = {name.lower(): validator for name, (_, validator) in TUNERS.items()}
-    classes = {f"{bridge.__module__}.{bridge.__qualname__}": validator for bridge, validator in TUNERS.values()}
-    validator = names.get(str(tuner.get("name", "")).lower()) or classes.get(str(tuner.get("className", "")))
-    if validator is None:
-        return None  # not one of ours: nnictl and the tuner judge it
-    try:
-        validator().validate(dict(tuner.get("classArgs") or {}))
-    except ValueError as exc:
-        return f"{config}: tuner classArgs: {exc}"
+        check_experiment_config(config, resources=resources)
+    except PreflightError as exc:
+        return str(exc)
     return None
+
+
+def _check_host(host: str) -> str | None:
+    """What is wrong with ``--host`` (an IP address or a host name), ``None`` if nothing."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if not (0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+            and not labels[-1].isdigit()):
+        return (f"--host must be an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name (letters, digits and '-' "
+                f"in dot-separated labels of 1-63 characters), but got {host!r}")
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as exc:
+        return f"--host {host!r} is a host name this machine cannot resolve ({exc}); give an IP address instead"
+    return None
+
+
+def _connect_host(host: str) -> str:
+    """Where this process reaches a portal listening on ``host`` (the wildcard addresses: loopback)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -208,18 +238,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not config.is_file():
         print(f"error: no config file at {config}", file=sys.stderr)
         return 2
-    problem = _check_config(config)
+    problem = _check_host(args.host) or _check_config(config, resources=True)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
-            print(f"error: port {args.port} is in use (another NNI portal?); choose another: make demo PORT=8081, "
-                  f"or stop it: {_nnictl()} stop --all", file=sys.stderr)
-            return 2
+    host = _connect_host(args.host)
+    try:
+        with socket.create_connection((host, args.port), timeout=2):
+            in_use = True
+    except OSError:
+        in_use = False
+    if in_use:
+        print(f"error: port {args.port} is in use (another NNI portal?); choose another: make demo PORT=8081, "
+              f"or stop it: {_nnictl()} stop --all", file=sys.stderr)
+        return 2
     cmd = [_nnictl(), "create", "--config", str(config), "--port", str(args.port)]
     print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    # the listening address, for the plugin's patch of NNI's manager (nni_patch)
+    env = {**os.environ, "NNI_NAS_EXT_HOST": args.host}
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
     print(proc.stdout.strip(), file=sys.stdout, flush=True)
     if proc.returncode != 0 or "ERROR" in proc.stdout:
         print(proc.stderr.strip(), file=sys.stderr)
@@ -228,16 +265,92 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)  # nnictl colours its output
     match = re.search(r"Experiment ID:\s*(\w+)", plain)
     exp_id = match.group(1) if match else "?"
-    print(f"\nweb portal: http://127.0.0.1:{args.port}  (experiment {exp_id})\nfollowing the trials ...", flush=True)
-    status = follow(args.port, timeout=args.timeout)
+    url = _url(host, args.port)
+    print(f"\nweb portal: {url}  (experiment {exp_id})\nfollowing the trials ...", flush=True)
+    status = follow(args.port, timeout=args.timeout, host=host)
     print(f"experiment status: {status}")
-    code = _finish(args.port, args.export_dir)
-    print(f"\nthe portal keeps running: open http://127.0.0.1:{args.port}; stop it with `{_nnictl()} stop {exp_id}`")
-    return code if status not in ("ERROR",) else 1
+    if status == "ERROR":
+        return _report_error(args.port, host, exp_id, keep=args.keep_on_error)
+    code = _finish(args.port, args.export_dir, host=host)
+    print(f"\nthe portal keeps running: open {url}; stop it with `{_nnictl()} stop {exp_id}`")
+    return code
 
 
-def _finish(port: int, export_dir: str | None) -> int:
-    results = SearchResults.from_metric_data(_rest(port, "metric-data"))
+def _report_error(port: int, host: str, exp_id: str, *, keep: bool) -> int:
+    """Print why the experiment ended in ERROR (the dispatcher's own message), stop it unless ``keep``; 1."""
+    print("error: the experiment ended in ERROR", file=sys.stderr)
+    for line in experiment_error(port, host=host):
+        print(f"  {line}", file=sys.stderr)
+    if keep:
+        print(f"the experiment is kept (--keep-on-error): {_url(host, port)}; stop it with "
+              f"`{_nnictl()} stop {exp_id}`", file=sys.stderr)
+        return 1
+    args = ["stop", exp_id] if exp_id != "?" else ["stop", "--port", str(port)]
+    proc = subprocess.run([_nnictl(), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    outcome = "stopped" if proc.returncode == 0 else f"`nnictl stop` failed: {proc.stderr.strip()[-300:]}"
+    print(f"experiment {exp_id}: {outcome} (keep a failed experiment for inspection with --keep-on-error)",
+          file=sys.stderr)
+    return 1
+
+
+def experiment_error(port: int, *, host: str = "127.0.0.1", lines: int = 12) -> list[str]:
+    """Why an experiment is in ERROR, as lines to print: the dispatcher's own message first, then NNI's.
+
+    NNI's ``check-status`` ``errors`` hold only the manager's text ("Dispatcher stream error, tuner may have
+    crashed."); the reason is what the dispatcher wrote: its ``ERROR: ...`` line in
+    ``<experiment folder>/log/nnictl_stderr.log``, else the first error record of ``log/dispatcher.log``
+    (the folder is the REST profile's ``logDir``).
+    """
+    out: list[str] = []
+    try:
+        status = _rest(port, "check-status", host=host)
+        profile = _rest(port, "experiment", host=host)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return [f"(the REST API on port {port} does not answer: {exc})"]
+    log_dir = Path(str(profile.get("logDir") or "")) / "log"
+    reason = _dispatcher_reason(log_dir, lines)
+    out.extend(reason or [f"(no error message found in {log_dir / 'nnictl_stderr.log'} or "
+                          f"{log_dir / 'dispatcher.log'})"])
+    errors = [str(e) for e in status.get("errors") or []]
+    if errors:
+        out.append("NNI's status: " + "; ".join(e.strip()[:300] for e in errors))
+    out.append(f"logs: {log_dir / 'dispatcher.log'}, {log_dir / 'nnictl_stderr.log'}")
+    return out
+
+
+def _dispatcher_reason(log_dir: Path, lines: int) -> list[str]:
+    """The first lines of the dispatcher's error message in the experiment's logs ([] if none is found)."""
+    stderr = _read_text(log_dir / "nnictl_stderr.log")
+    for i, line in enumerate(stderr):
+        if line.startswith("ERROR:"):
+            record = [line]
+            for more in stderr[i + 1:]:  # up to NNI's own report (node's "Error: ..." and its stack)
+                if len(record) >= lines or not more.strip() or re.match(r"Error: |\s+at |\[\d{4}-", more):
+                    break
+                record.append(more)
+            return record
+    dispatcher = _read_text(log_dir / "dispatcher.log")
+    for i, line in enumerate(dispatcher):
+        if re.search(r"\bERROR\b", line):
+            record = [line]
+            for more in dispatcher[i + 1:]:
+                if len(record) >= lines or re.match(r"\[\d{4}-\d\d-\d\d", more):
+                    break
+                record.append(more)
+            return record
+    tail = [line for line in stderr if line.strip()]
+    return tail[-lines:]
+
+
+def _read_text(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _finish(port: int, export_dir: str | None, *, host: str = "127.0.0.1") -> int:
+    results = SearchResults.from_metric_data(_rest(port, "metric-data", host=host))
     if not is_morphism_search(results):
         summary = summarize_other(results)
         return 0 if summary["tested"] else 1
@@ -288,6 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, default=8080)
     run.add_argument("--timeout", type=float, default=1800, help="seconds to follow before giving up")
     run.add_argument("--export-dir", default=None, help="default: <experiment folder>/export")
+    run.add_argument("--host", default="127.0.0.1",
+                     help="address the portal and REST API listen on; 0.0.0.0 exposes NNI's unauthenticated REST "
+                          "API to the network (see README 'Security')")
+    run.add_argument("--keep-on-error", action="store_true",
+                     help="leave an experiment that ended in ERROR running (default: print the dispatcher's "
+                          "error and stop it)")
     fol = sub.add_parser("follow", help="follow a running experiment")
     fol.add_argument("--port", type=int, default=8080)
     fol.add_argument("--timeout", type=float, default=1800)

@@ -178,3 +178,42 @@ def test_patched_nni_gives_every_trial_its_own_parameter(tmp_path: Path) -> None
             sample = recorded["parameters"]["sample"]
             assert (sample["width"], sample["act"]) == (metric["width"], metric["act"]), (trial_job_id, sample)
     assert _sha(INSTALLED) == installed_sha
+
+
+def test_the_bind_edit_applies_reverts_and_is_valid_javascript(tmp_path: Path) -> None:
+    """The loopback edit of rest_server/index.js, on a copy: idempotent, exact revert, node accepts it."""
+    installed = nni_patch.BIND.path()
+    status = patch_status(installed, fix=nni_patch.BIND)
+    assert status.state in ("patched", "unpatched"), status.message
+    text = installed.read_text()
+    original = text if status.state == "unpatched" else nni_patch._unpatch_text(text, nni_patch.BIND)
+    copy = tmp_path / "index.js"
+    copy.write_text(original)
+    assert patch_status(copy, fix=nni_patch.BIND).state == "unpatched"
+    first = apply_patch(copy, fix=nni_patch.BIND)
+    assert first.changed and "listen on 127.0.0.1" in first.message
+    patched = copy.read_text()
+    assert "app.listen(this.port, host)" in patched and "NNI_NAS_EXT_HOST" in patched
+    assert not apply_patch(copy, fix=nni_patch.BIND).changed and copy.read_text() == patched
+    proc = subprocess.run([str(NNI_NODE / "node"), "--check", str(copy)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    revert_patch(copy, fix=nni_patch.BIND)
+    assert copy.read_text() == original
+    copy.write_text(original + "// local change\n")
+    with pytest.raises(PatchError, match="neither NNI 3.0's index.js"):
+        apply_patch(copy, fix=nni_patch.BIND)
+
+
+def test_the_command_line_applies_both_edits_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    installed = nni_patch.BIND.path()
+    text = installed.read_text()
+    if patch_status(installed, fix=nni_patch.BIND).state == "patched":
+        text = nni_patch._unpatch_text(text, nni_patch.BIND)
+    copy = tmp_path / "index.js"
+    copy.write_text(text)
+    assert nni_patch.main(["status", "--fix", "bind", "--path", str(copy)]) == 1
+    assert nni_patch.main(["apply", "--fix", "bind", "--path", str(copy)]) == 0
+    assert nni_patch.main(["status", "--fix", "bind", "--path", str(copy)]) == 0
+    with pytest.raises(SystemExit):
+        nni_patch.main(["apply", "--fix", "all", "--path", str(copy)])
+    assert "name its --fix" in capsys.readouterr().err
