@@ -180,7 +180,8 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, metadata: dict[str, Any] 
 def _cmd_setup(args: argparse.Namespace) -> int:
     from .nni import nni_patch, tuners
 
-    print(f"NNI fix (parameter pairing, NNI 3.0 bug 1): {nni_patch.apply_patch()}")
+    for result in nni_patch.apply_all():
+        print(f"NNI edit: {result}")
     for line in tuners.register_all():
         print(line)
     return 0
