@@ -252,6 +252,11 @@ def checkpoint_dir_error(path: str) -> str | None:
     return None
 
 
+def _suggestion(folder: Path) -> str:
+    """``folder`` as an example to give, unless it is itself a system folder (then one in the home folder)."""
+    return str(folder) if _system_folder(str(folder.parent)) is None else str(Path.home() / "nni-checkpoints")
+
+
 def checkpoint_dir_unusable(path: str) -> str | None:
     """What keeps this user from keeping checkpoints in ``path``, checked on the file system; ``None`` if nothing.
 
@@ -271,7 +276,7 @@ def checkpoint_dir_unusable(path: str) -> str | None:
     if target.exists() and not target.is_dir():
         kind = "a file" if target.is_file() else "not a folder"
         return (f"must be a folder (or not exist yet), but got {path!r}, which is {kind}; remove it or choose "
-                f"another folder, e.g. {str(target.parent / 'checkpoints')!r}")
+                f"another folder, e.g. {_suggestion(target.parent / 'checkpoints')!r}")
     existing = target
     while not existing.exists() and existing != existing.parent:  # the nearest existing ancestor
         existing = existing.parent

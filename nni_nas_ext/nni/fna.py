@@ -137,6 +137,9 @@ def build_fna(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
     from .strategy import MorphismStrategy
 
     fna, task, adaptation = split_fna_settings(settings)
+    from .search import _check_checkpoint_dir
+
+    _check_checkpoint_dir(task.checkpoint_dir)
     target = load_dataset(task.dataset_spec("target"))
     if fna.seed_checkpoint is None:
         load_dataset(task.dataset_spec("source"))

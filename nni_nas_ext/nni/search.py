@@ -110,10 +110,21 @@ def build_search(strategy: str, settings: Mapping[str, Any] | None) -> tuple[Any
     from .strategy import MorphismStrategy
 
     config, task, seed_config = split_settings(settings, strategy)
+    _check_checkpoint_dir(task.checkpoint_dir)  # type: ignore[attr-defined]
     data = load_dataset(task.dataset_spec())  # type: ignore[attr-defined]
     seed = seed_config.build(data.input_shape, data.num_classes)
     search = _strategy(strategy)[1](seed, config)
     return MorphismModelSpace(seed), make_evaluator(task.to_dict()), MorphismStrategy(search)
+
+
+def _check_checkpoint_dir(path: str | None) -> None:
+    """Refuse, at the search's start, a ``checkpoint_dir`` the trials could not write (a file, a read-only
+    or system folder): otherwise the first trial would fail minutes later without naming the key."""
+    from nni_nas_ext.trial_code.checkpoints import checkpoint_dir_unusable
+
+    problem = checkpoint_dir_unusable(path) if path else None
+    if problem is not None:
+        raise ConfigError(f"task: checkpoint_dir {problem}", key="checkpoint_dir", value=path)
 
 
 def build_nash(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
