@@ -106,10 +106,23 @@ class TrialPayload:
                 "settings": self.settings}
 
 
+def _json_numbers(value: Any) -> Any:
+    """``value`` with every integral float as an int: JavaScript has one number type, so a payload that NNI's
+    manager parses and writes again (``nnictl resume`` does) comes back with ``1`` where it had ``1.0``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(v) for v in value]
+    return value
+
+
 def canonical_json(value: Any) -> bytes:
-    """One byte string per JSON value: sorted keys, no spaces, UTF-8; NaN and infinities refused."""
+    """One byte string per JSON value: sorted keys, no spaces, UTF-8, integral numbers as integers (the same
+    bytes after any JSON parser and writer, JavaScript's included); NaN and infinities refused."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        return json.dumps(_json_numbers(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False).encode("utf-8")
     except ValueError as exc:
         raise WireError(f"a trial payload must be finite JSON: {exc}") from None
