@@ -293,9 +293,10 @@ class EasConfig(Config):
             f"(paper: ladder 16, 32, 64, 96, 128, 192, 256, ...)")
     kernels: tuple[int, ...] = _controller_option("kernels")
     morphism_mode: str = option(
-        "noise", choices=("exact", "noise"),
+        "noise", choices=("exact", "replicate", "noise"),
         doc="'noise': EAS' symmetry-breaking noise N(0, (1e-2 std W)^2) on new units of a widening "
-            "(paper); 'exact': function preservation")
+            "(paper); 'exact': exact and symmetry-breaking (new units: random in, zero out); 'replicate': "
+            "Net2Net's exact copies")
     seed: int = option(
         0, minimum=0, maximum=2**31 - 1,
         doc="seed of the strategy's generators (widening mappings, controller sampling, random actions) "

@@ -105,8 +105,10 @@ class NashConfig(Config):
         doc="operators drawn uniformly among those that apply (paper: deepen, widen, skip add, skip concat; "
             "also available: widen_kernel, branch = the re-implementation's split-up)")
     morphism_mode: str = option(
-        "exact", choices=("exact", "noise"),
-        doc="'exact' function preservation, or 'noise': symmetry-breaking noise on new units (widen, branch)")
+        "exact", choices=("exact", "replicate", "noise"),
+        doc="'exact': exact function preservation, new units and branches start different (random in, zero "
+            "out; not in the paper); 'replicate': Net2Net's exact copies (the paper's); 'noise': copies with "
+            "EAS' noise (widen, branch)")
     max_parameters: Optional[int] = option(
         None, minimum=1,
         doc="children with more parameters are redrawn; null: no limit (not in the paper)")

@@ -89,7 +89,7 @@ class RandomMorphismConfig(Config):
         doc="operators drawn uniformly among those that apply, as NASH's (paper: deepen, widen, skip add, "
             "skip concat)")
     morphism_mode: str = option(
-        "exact", choices=("exact", "noise"),
+        "exact", choices=("exact", "replicate", "noise"),
         doc="the morphisms' mode as NASH's; it changes the architecture only through the draws, since every "
             "sample starts from a fresh initialisation")
     max_parameters: Optional[int] = option(

@@ -50,7 +50,7 @@ def test_registry() -> None:
         create_morphism("widden")
     with pytest.raises(MorphismError, match="widen: bad configuration .*'colour'"):
         create_morphism("widen", colour=1)
-    with pytest.raises(ValueError, match="mode must be 'exact' or 'noise', but got 'fuzzy'"):
+    with pytest.raises(ValueError, match="mode must be one of 'exact', 'replicate', 'noise', but got 'fuzzy'"):
         Widen(mode="fuzzy")
     with pytest.raises(ValueError, match="kernels must be odd positive integers"):
         Deepen(kernels=(2,))
@@ -136,7 +136,7 @@ def test_bn_identity_is_exact_for_any_statistics() -> None:
 
 def test_widen_follows_channels_through_residual_add(net) -> None:  # noqa: ANN001
     arch, state, batch = net
-    result = Widen().apply(arch, {"node": "conv1"}, np.random.default_rng(3))
+    result = Widen(mode="replicate").apply(arch, {"node": "conv1"}, np.random.default_rng(3))
     child, step = result.child, result.steps[0]
     assert step.params["width"] == 16 and len(step.params["replicate"]) == 8
     assert all(0 <= i < 8 for i in step.params["replicate"])
@@ -154,9 +154,55 @@ def test_widen_follows_channels_through_residual_add(net) -> None:  # noqa: ANN0
         assert torch.allclose(w_new[:, j], w_old[:, i] / counts[i])
 
 
+def test_exact_widen_gives_new_units_random_inputs_and_zero_outputs(net) -> None:  # noqa: ANN001
+    arch, state, batch = net
+    result = Widen().apply(arch, {"node": "conv1"}, np.random.default_rng(3))
+    assert result.steps[0].params["init"] == "fresh"
+    child_state = check_exact(result, arch, state, batch)  # through the residual add, depthwise conv, concat
+    for producer in ("conv1", "conv3"):  # conv3 is absorbed by the residual add
+        w = child_state[state_key(producer, "weight")]
+        assert torch.equal(w[:8], state[state_key(producer, "weight")])
+        assert w[8:].abs().min() > 0 and len({tuple(r.flatten().tolist()) for r in w}) == 16  # all different
+    w_old, w_new = state[state_key("conv2", "weight")], child_state[state_key("conv2", "weight")]
+    assert torch.equal(w_new[:, :8], w_old) and w_new[:, 8:].abs().sum() == 0  # old undivided, new zero
+    # the same step gives the same weights (lineage replay)
+    again = replay(arch, result.steps).transform(state, batch)
+    assert all(torch.equal(again[k], child_state[k]) for k in child_state)
+
+
+def _train_a_few_steps(arch, state, steps: int = 5):  # noqa: ANN001, ANN202
+    torch.manual_seed(0)
+    model = build_module(arch, state)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(64, *arch.input_shape)
+    y = torch.randint(0, arch.num_classes, (64,))
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("node", ["conv1", "linear1"])
+def test_exact_widen_gives_units_that_training_separates_where_copies_stay_copies(net, node: str) -> None:  # noqa: ANN001
+    """The learnability defect of Net2Net's copies, and its fix: after a few SGD steps, a widened layer in
+    ``exact`` mode has no two identical units, while ``replicate``'s copies are still exact copies."""
+    arch, state, _ = net
+    counts = {}
+    for mode in ("exact", "replicate"):
+        result = Widen(mode=mode).apply(arch, {"node": node}, np.random.default_rng(1))
+        trained = _train_a_few_steps(result.child, result.transform(state, None))
+        rows = trained[state_key(node, "weight")].flatten(1)
+        distinct = {tuple(torch.round(r, decimals=6).tolist()) for r in rows}
+        counts[mode] = (len(distinct), rows.shape[0])
+    assert counts["exact"][0] == counts["exact"][1], counts
+    assert counts["replicate"][0] < counts["replicate"][1], counts  # the test can fail: copies stay copies
+
 def test_widen_noise_breaks_symmetry_but_stays_close(net) -> None:  # noqa: ANN001
     arch, state, batch = net
-    exact = Widen().apply(arch, {"node": "linear1"}, np.random.default_rng(0))
+    exact = Widen(mode="replicate").apply(arch, {"node": "linear1"}, np.random.default_rng(0))
     noisy = Widen(mode="noise").apply(arch, {"node": "linear1"}, np.random.default_rng(0))
     assert noisy.child.id == exact.child.id and noisy.steps[0].params["noise"] == 1e-2
     w_exact = exact.transform(state)[state_key("linear1", "weight")]
@@ -223,9 +269,22 @@ def test_widen_kernel_pads_with_zeros(net) -> None:  # noqa: ANN001
     assert {"node": "conv2"} not in WidenKernel(max_kernel=3).sites(arch)
 
 
-def test_branch_averages_two_copies(net) -> None:  # noqa: ANN001
+def test_branch_splits_the_weights_exactly(net) -> None:  # noqa: ANN001
     arch, state, batch = net
     result = Branch().apply(arch, {"node": "conv2"}, np.random.default_rng(0))
+    merge = result.child.node("add2")
+    assert merge.inputs == ("conv2", "conv6") and merge["weights"] == (1.0, 1.0)
+    child_state = check_exact(result, arch, state, batch)
+    original = state[state_key("conv2", "weight")]
+    w1, w2 = child_state[state_key("conv2", "weight")], child_state[state_key("conv6", "weight")]
+    assert torch.allclose(w1 + w2, original) and not torch.allclose(w1, w2)
+    bias = state_key("conv6", "bias")
+    assert bias not in child_state or child_state[bias].abs().sum() == 0
+
+
+def test_branch_averages_two_copies(net) -> None:  # noqa: ANN001
+    arch, state, batch = net
+    result = Branch(mode="replicate").apply(arch, {"node": "conv2"}, np.random.default_rng(0))
     merge = result.child.node("add2")
     assert merge.inputs == ("conv2", "conv6") and merge["weights"] == (0.5, 0.5)
     child_state = check_exact(result, arch, state, batch)

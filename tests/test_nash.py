@@ -420,7 +420,7 @@ def test_load_state_dict_rejects_other_configurations_and_garbage() -> None:
     ({"morphisms": "widen"}, r"'morphisms' must be list\[str\].*give a list"),
     ({"morphisms": []}, r"'morphisms'.*it is empty"),
     ({"morphisms": ["widen", "widen"]}, r"'widen' appears twice"),
-    ({"morphism_mode": "exakt"}, r"'morphism_mode' must be str, one of \"exact\", \"noise\".*did you mean 'exact'"),
+    ({"morphism_mode": "exakt"}, r"'morphism_mode' must be str, one of \"exact\", \"replicate\", \"noise\".*did you mean 'exact'"),
     ({"max_parameters": 0}, r"'max_parameters' must be int or null, >= 1, but got 0"),
     ({"seed": -1}, r"'seed' must be int in \[0, "),
 ])

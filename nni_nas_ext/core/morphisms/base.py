@@ -26,7 +26,7 @@ from torch import Tensor
 from ..architecture import Architecture, Lineage, Node, Step
 from ..errors import MorphismError
 
-__all__ = ["Morphism", "MorphismResult", "Site", "StateDict", "WeightTransform", "check_noise_mode", "insert_after", "rewire", "symmetry_noise"]
+__all__ = ["Morphism", "MorphismResult", "Site", "StateDict", "WeightTransform", "SYMMETRY_MODES", "check_noise_mode", "insert_after", "rewire", "symmetry_noise"]
 
 StateDict = Mapping[str, Tensor]
 Site = Mapping[str, Any]
@@ -165,10 +165,17 @@ def insert_after(nodes: Sequence[Node], anchor: str, new_nodes: Sequence[Node]) 
     return out
 
 
+#: the modes of the morphisms that add units or paths (widen, branch):
+#: ``exact`` function-preserving and symmetry-breaking (new units start different from the old ones),
+#: ``replicate`` function-preserving copies (Net2Net without noise: copies stay copies under SGD),
+#: ``noise`` copies plus EAS' noise (approximately function-preserving)
+SYMMETRY_MODES = ("exact", "replicate", "noise")
+
+
 def check_noise_mode(owner: str, mode: str, noise: float) -> None:
     """Validate the ``mode``/``noise`` pair of a morphism that can break symmetry with noise."""
-    if mode not in ("exact", "noise"):
-        raise ValueError(f"{owner}: mode must be 'exact' or 'noise', but got {mode!r}")
+    if mode not in SYMMETRY_MODES:
+        raise ValueError(f"{owner}: mode must be one of {', '.join(map(repr, SYMMETRY_MODES))}, but got {mode!r}")
     if not noise >= 0:
         raise ValueError(f"{owner}: noise must be >= 0, but got {noise!r}")
 

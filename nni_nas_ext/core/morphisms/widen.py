@@ -9,9 +9,19 @@ next layer for unit ``j`` are divided by ``|{j' : g(j') = g(j)}|``. The change i
 graph by :mod:`~nni_nas_ext.core.morphisms.channels` (depthwise convolutions, concatenations and residual
 adds included).
 
-Modes: ``"exact"`` (function-preserving up to float rounding) and ``"noise"``: EAS adds
-``N(0, (noise * std(W))^2)`` to the incoming weights of the new units only, to break the symmetry
-between copies (the function is then only approximately preserved).
+Modes:
+
+* ``"exact"`` (the default; **a deviation from Net2Net**, after the "random in, zero out" growth discussed by
+  Evci et al., *GradMax*, ICLR 2022): the old units keep their weights, the new units get random incoming
+  weights ``N(0, std(W)^2)`` (a seeded draw) and zero outgoing weights, so the function is preserved exactly
+  and the new units differ from the old ones and from each other. Net2Net's copies instead receive the same
+  gradients for ever: SGD cannot separate them, and the child gains MACs but no capacity.
+* ``"replicate"``: Net2Net's function-preserving copies (the paper's operator, no noise).
+* ``"noise"``: EAS' copies with ``N(0, (noise * std(W))^2)`` added to the incoming weights of the new units
+  (function only approximately preserved).
+
+A step records how it was made (``init: "fresh"`` for ``exact``; none for the copies), so a lineage replays
+the same weights whichever mode the morphism was created with.
 
 New widths follow EAS' width list (16, 32, 64, 96, 128, 192, 256, ...): the next value above the
 current width; NNI's tuner doubles instead.
@@ -22,13 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from ..architecture import Architecture, Step
 from ..builder import state_key
 from ..errors import MorphismError
 from .base import Morphism, Site, StateDict, WeightTransform, check_noise_mode, symmetry_noise
-from .channels import NotApplicable, plan_channels
+from .channels import ChannelPlan, NotApplicable, plan_channels
 
 __all__ = ["WIDTHS", "Widen", "next_width"]
 
@@ -52,7 +63,8 @@ class Widen(Morphism):
     Parameters
     ----------
     mode
-        ``"exact"`` or ``"noise"`` (symmetry breaking as EAS).
+        ``"exact"`` (random in, zero out), ``"replicate"`` (Net2Net's copies) or ``"noise"`` (copies with
+        EAS' noise).
     noise
         Noise scale relative to ``std(W)`` in ``"noise"`` mode (EAS: 1e-2).
     widths
@@ -87,8 +99,10 @@ class Widen(Morphism):
         n = _width(arch, nid)
         q = next_width(n, self.widths)
         assert q is not None
-        params = {"width": q, "replicate": [int(i) for i in rng.integers(0, n, q - n)]}
-        if self.mode == "noise" and self.noise > 0:
+        params: dict = {"width": q, "replicate": [int(i) for i in rng.integers(0, n, q - n)]}
+        if self.mode == "exact":
+            params.update(init="fresh", seed=int(rng.integers(0, 2**31 - 1)))
+        elif self.mode == "noise" and self.noise > 0:
             params.update(noise=float(self.noise), seed=int(rng.integers(0, 2**31 - 1)))
         return Step(self.name, dict(site), params)
 
@@ -102,13 +116,21 @@ class Widen(Morphism):
             raise MorphismError(
                 f"widen {nid}: params need width > {n} and 'replicate' = width - {n} indices in [0, {n}), "
                 f"but got width={width!r}, replicate={str(replicate)[:80]}")
+        init = step.params.get("init", "copy")
+        if init not in ("copy", "fresh"):
+            raise MorphismError(f"widen {nid}: params 'init' must be 'fresh' (random in, zero out) or absent "
+                                f"(copies), but got {init!r}")
         mapping = np.concatenate([np.arange(n), np.asarray(replicate, dtype=np.int64)])
         plan = plan_channels(arch, nid, mapping, gather_start=True)
+        if init == "fresh":
+            plan = _fresh_plan(arch, nid, plan, n, width)
         child = arch.with_nodes(plan.resize(arch, list(arch.nodes)))
         noise, seed = float(step.params.get("noise", 0.0)), step.params.get("seed")
 
         def transform(state: StateDict, calibration: Tensor | None) -> dict[str, Tensor]:
             new = plan.transform(state)
+            if init == "fresh":
+                return _randomise_new_rows(arch, plan, state, new, int(seed or 0))
             if noise > 0:
                 key = state_key(nid, "weight")
                 w = new[key].clone()
@@ -125,3 +147,33 @@ def _plan_reason(arch: Architecture, nid: str) -> str | None:
     except NotApplicable as exc:
         return str(exc)
     return None
+
+
+def _full_layer(arch: Architecture, nid: str) -> bool:
+    node = arch.node(nid)
+    return node.op == "linear" or node.op == "conv" and node["groups"] == 1
+
+
+def _fresh_plan(arch: Architecture, nid: str, copies: ChannelPlan, n: int, width: int) -> ChannelPlan:
+    """The plan of an ``exact`` widening: the new channels are ``-1`` (zero) where a full layer makes them
+    (its rows, filled in by :func:`_randomise_new_rows`) and where a layer reads them (its columns: zero
+    outgoing weights, old columns undivided); depthwise rows and BatchNorms follow the copies, so that the new
+    channels carry a signal through them (a zero depthwise kernel would block their gradient)."""
+    fresh = plan_channels(arch, nid, np.concatenate([np.arange(n), np.full(width - n, -1)]), gather_start=True)
+    rows = {k: (fresh.rows[k] if _full_layer(arch, k) else m) for k, m in copies.rows.items()}
+    return ChannelPlan(copies.start, copies.maps, rows, dict(fresh.cols), dict(copies.bns))
+
+
+def _randomise_new_rows(arch: Architecture, plan: ChannelPlan, state: StateDict, new: dict[str, Tensor],
+                        seed: int) -> dict[str, Tensor]:
+    """Fill the new rows of every full layer the plan widens with ``N(0, std(W)^2)``, W its old weights
+    (seeded: the same step gives the same weights); their biases stay zero."""
+    for offset, (k, m) in enumerate(sorted(plan.rows.items())):
+        if not _full_layer(arch, k) or not (m < 0).any():
+            continue
+        key = state_key(k, "weight")
+        w = new[key].clone()
+        rows = torch.as_tensor(np.flatnonzero(m < 0))
+        w[rows] = symmetry_noise(state[key], w[rows].shape, 1.0, seed + offset)
+        new[key] = w
+    return new
