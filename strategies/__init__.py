@@ -21,10 +21,12 @@ from .eas import EasConfig, EasSearch, RandomNet2Net
 from .fna import FnaConfig, FnaJob, FnaPipeline
 from .fna_adaptation import AdaptationConfig, adapt
 from .nash import HillClimbing, NashConfig
+from .nash_async import AsyncHillClimbing, AsyncNashConfig, Budget
 from .random_morphism import RandomMorphismConfig, RandomMorphismSearch
 
 __all__ = [
-    "ROLES", "STRATEGIES", "TRAIN_ON", "AdaptationConfig", "Candidate", "Config", "ConfigError", "ConfigRow",
+    "ROLES", "STRATEGIES", "TRAIN_ON", "AdaptationConfig", "AsyncHillClimbing", "AsyncNashConfig", "Budget",
+    "Candidate", "Config", "ConfigError", "ConfigRow",
     "EasConfig", "EasSearch", "FnaConfig", "FnaJob", "FnaPipeline", "HillClimbing", "NashConfig", "RandomMorphismConfig",
     "RandomMorphismSearch", "RandomNet2Net", "SearchStrategy", "adapt", "candidate_id", "create_strategy",
     "describe_config", "describe_strategy", "list_strategies", "option", "parse_config",
@@ -33,6 +35,7 @@ __all__ = [
 #: Every strategy by name: (configuration class, strategy class). A literal dict: nothing registers itself.
 STRATEGIES: dict[str, tuple[type[Config], type[Any]]] = {
     "nash": (NashConfig, HillClimbing),
+    "nash_async": (AsyncNashConfig, AsyncHillClimbing),
     "eas": (EasConfig, EasSearch),
     "net2net_random": (EasConfig, RandomNet2Net),
     "random_morphism": (RandomMorphismConfig, RandomMorphismSearch),

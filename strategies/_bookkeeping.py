@@ -239,10 +239,12 @@ class CandidateLedger:
         self._seed_id = seed.id
         return seed
 
-    def _propose_finals(self, winner_id: str) -> list[str]:
-        """The final phase: the winner (role ``final``) and the seed (``seed_final``) on train+val, tested."""
+    def _propose_finals(self, winner_id: str, epochs: int | None = None) -> list[str]:
+        """The final phase: the winner (role ``final``) and the seed (``seed_final``) on train+val, tested,
+        for ``epochs`` (default ``config.epochs_final``)."""
         winner, seed = self._candidates[winner_id], self._candidates[self._seed_id]
-        common = {"epochs": self.config.epochs_final, "train_on": "train+val", "evaluate_test": True}
+        common = {"epochs": self.config.epochs_final if epochs is None else epochs, "train_on": "train+val",
+                  "evaluate_test": True}
         return [self._propose(winner.architecture.with_lineage(None), parent=winner.id, role="final", **common).id,
                 self._propose(seed.architecture, parent=seed.id, role="seed_final", **common).id]
 

@@ -46,9 +46,11 @@ import dataclasses
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
+
+import numpy as np
 
 from nni_nas_ext.core.architecture import Architecture
 from nni_nas_ext.core.errors import MorphismError
@@ -60,7 +62,7 @@ from ._bookkeeping import (
 from .candidate import Candidate
 from .config import Config, option
 
-__all__ = ["HillClimbing", "NashConfig"]
+__all__ = ["HillClimbing", "NashConfig", "draw_children", "nash_morphisms"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +126,54 @@ class NashConfig(Config):
             "(NASH); false: from a fresh initialisation with the same schedule (the ablation; not in the paper)")
 
 
-def _morphisms(config: NashConfig) -> list[Morphism]:
+def nash_morphisms(config: NashConfig) -> list[Morphism]:
+    """The configured operators, those that take a mode in ``config.morphism_mode``."""
     out = []
     for name in config.morphisms:
         takes_mode = "mode" in {f.name for f in dataclasses.fields(MORPHISMS[name])}
         out.append(create_morphism(name, mode=config.morphism_mode) if takes_mode else create_morphism(name))
     return out
+
+
+def draw_architecture(parent: Architecture, morphisms: list[Morphism], rng: np.random.Generator, *,
+                      n_morphisms: Callable[[], int], seen: set[str], max_parameters: int | None,
+                      max_redraws: int, duplicate: str) -> tuple[Architecture | None, str]:
+    """A random chain of ``n_morphisms()`` morphisms from ``parent`` whose architecture is not in ``seen`` and
+    has at most ``max_parameters``; after ``max_redraws`` rejected draws ``(None, why)``."""
+    rejected: Counter[str] = Counter()
+    for _attempt in range(max_redraws):
+        length = n_morphisms()
+        try:
+            arch = random_chain(parent, morphisms, length, rng).child
+        except MorphismError as exc:
+            rejected[f"no morphism applies ({exc})"] += 1
+            continue
+        if arch.id in seen:
+            rejected[duplicate] += 1
+        elif max_parameters is not None and arch.num_parameters() > max_parameters:
+            rejected[f"more than max_parameters={max_parameters} parameters"] += 1
+        else:
+            return arch, ""
+    return None, ", ".join(f"{count} x {reason}" for reason, count in rejected.most_common())
+
+
+def draw_children(parent: Architecture, n: int, config: NashConfig, morphisms: list[Morphism],
+                  rng: np.random.Generator, seen: set[str] | None = None,
+                  duplicate: str = "a duplicate of an architecture of this step") -> tuple[list[Architecture], str | None]:
+    """Up to ``n`` distinct children of ``parent`` (``config.n_morphisms`` random morphisms each) within
+    ``config.max_parameters`` and not in ``seen``, and why fewer if so."""
+    children: list[Architecture] = []
+    seen = {parent.id} | set(seen or ())
+    for _ in range(n):
+        child, why = draw_architecture(parent, morphisms, rng, n_morphisms=lambda: config.n_morphisms, seen=seen,
+                                       max_parameters=config.max_parameters, max_redraws=config.max_redraws,
+                                       duplicate=duplicate)
+        if child is None:
+            return children, (f"gave up after max_redraws={config.max_redraws} rejected draws for one "
+                              f"child of {parent.id} ({why})")
+        seen.add(child.id)
+        children.append(child)
+    return children, None
 
 
 class HillClimbing(CandidateLedger):
@@ -177,7 +221,7 @@ class HillClimbing(CandidateLedger):
         super().__init__(seed_architecture, config)
         config = self.config
         self._require_seed_within(config.max_parameters)
-        self._morphisms = _morphisms(config)
+        self._morphisms = nash_morphisms(config)
         self._step = 0
         self._rounds: list[dict[str, Any]] = []  # one per proposed round: step, phase, ids, incumbents, note
         self._incumbent: str | None = None
@@ -295,7 +339,8 @@ class HillClimbing(CandidateLedger):
     def _start_step(self) -> None:
         assert self._incumbent is not None
         incumbent = self._candidates[self._incumbent]
-        children, note = self._draw_children(incumbent.architecture, self.config.n_neighbours - 1)
+        children, note = draw_children(incumbent.architecture, self.config.n_neighbours - 1, self.config,
+                                       self._morphisms, self._rng)
         if not children:
             self._stopped_early = f"climbing stopped before step {self._step + 1}: {note}"
             self._notes.append(self._stopped_early)
@@ -313,31 +358,6 @@ class HillClimbing(CandidateLedger):
                              role="incumbent").id]
         ids += [self._propose(child, parent=parent, epochs=epochs, role="child").id for child in children]
         self._open_round(_CLIMB, ids, note)
-
-    def _draw_children(self, parent: Architecture, n: int) -> tuple[list[Architecture], str | None]:
-        """Up to ``n`` distinct children within ``max_parameters``, and why fewer if so."""
-        limit, children, seen = self.config.max_parameters, [], {parent.id}
-        for _ in range(n):
-            rejected: Counter[str] = Counter()
-            for _attempt in range(self.config.max_redraws):
-                try:
-                    child = random_chain(parent, self._morphisms, self.config.n_morphisms, self._rng).child
-                except MorphismError as exc:
-                    rejected[f"no morphism applies ({exc})"] += 1
-                    continue
-                if child.id in seen:
-                    rejected["a duplicate of an architecture of this step"] += 1
-                elif limit is not None and child.num_parameters() > limit:
-                    rejected[f"more than max_parameters={limit} parameters"] += 1
-                else:
-                    seen.add(child.id)
-                    children.append(child)
-                    break
-            else:
-                why = ", ".join(f"{count} x {reason}" for reason, count in rejected.most_common())
-                return children, (f"gave up after max_redraws={self.config.max_redraws} rejected draws for one "
-                                  f"child of {parent.id} ({why})")
-        return children, None
 
     def _start_final(self) -> None:
         assert self._incumbent is not None

@@ -38,19 +38,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
 
 from nni_nas_ext.core.architecture import Architecture
-from nni_nas_ext.core.errors import MorphismError
-from nni_nas_ext.core.morphisms import MORPHISMS, random_chain
+from nni_nas_ext.core.morphisms import MORPHISMS
 
 from ._bookkeeping import _DONE, _FAILED, _FINAL, CandidateLedger, _accuracy
 from .candidate import Candidate
 from .config import Config, option
-from .nash import _morphisms
+from .nash import draw_architecture, nash_morphisms
 
 __all__ = ["RandomMorphismConfig", "RandomMorphismSearch"]
 
@@ -138,7 +136,7 @@ class RandomMorphismSearch(CandidateLedger):
         super().__init__(seed_architecture, config)
         config = self.config
         self._require_seed_within(config.max_parameters)
-        self._morphisms = _morphisms(config)  # type: ignore[arg-type]
+        self._morphisms = nash_morphisms(config)  # type: ignore[arg-type]
         self._phase = _SAMPLE
         self._samples: list[str] = []
         self._finals: list[str] = []
@@ -236,22 +234,13 @@ class RandomMorphismSearch(CandidateLedger):
     def _draw(self) -> Architecture | None:
         """A new architecture within ``max_parameters``, or ``None`` (and the reason noted) after max_redraws."""
         seen = {self._candidates[cid].architecture.id for cid in self._samples}
-        limit = self.config.max_parameters
-        rejected: Counter[str] = Counter()
-        for _attempt in range(self.config.max_redraws):
-            length = int(self._rng.integers(1, self.config.max_morphisms + 1))
-            try:
-                arch = random_chain(self.seed_architecture, self._morphisms, length, self._rng).child
-            except MorphismError as exc:
-                rejected[f"no morphism applies ({exc})"] += 1
-                continue
-            if arch.id in seen:
-                rejected["an architecture sampled before"] += 1
-            elif limit is not None and arch.num_parameters() > limit:
-                rejected[f"more than max_parameters={limit} parameters"] += 1
-            else:
-                return arch
-        why = ", ".join(f"{count} x {reason}" for reason, count in rejected.most_common())
+        arch, why = draw_architecture(
+            self.seed_architecture, self._morphisms, self._rng,
+            n_morphisms=lambda: int(self._rng.integers(1, self.config.max_morphisms + 1)), seen=seen,
+            max_parameters=self.config.max_parameters, max_redraws=self.config.max_redraws,
+            duplicate="an architecture sampled before")
+        if arch is not None:
+            return arch
         self._stopped_early = (f"sampling stopped after {len(self._samples)} of {self.config.n_samples} samples: "
                                f"max_redraws={self.config.max_redraws} rejected draws in a row ({why})")
         self._notes.append(self._stopped_early)

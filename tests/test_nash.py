@@ -34,7 +34,7 @@ SMALL_EAS = {"episodes": 2, "children_per_episode": 2, "n_deeper": 1, "n_wider":
              "epochs_final": 1, "max_width": 64, "controller_hidden_size": 8, "controller_embedding_dim": 4, "seed": 0}
 #: A small random-morphism baseline: 5 samples, two out at a time.
 SMALL_RANDOM = {"n_samples": 5, "max_morphisms": 3, "epochs": 2, "epochs_final": 3, "max_in_flight": 2, "seed": 0}
-SMALL_CONFIGS: dict[str, dict[str, Any]] = {"nash": SMALL, "eas": SMALL_EAS, "net2net_random": SMALL_EAS,
+SMALL_CONFIGS: dict[str, dict[str, Any]] = {"nash": SMALL, "nash_async": SMALL, "eas": SMALL_EAS, "net2net_random": SMALL_EAS,
                                             "random_morphism": SMALL_RANDOM}
 
 Result = Optional[Mapping[str, Any]]
@@ -499,7 +499,8 @@ def test_candidate_round_trip_and_validation() -> None:
 
 
 def test_registry() -> None:
-    assert list_strategies() == ["nash", "eas", "net2net_random", "random_morphism"] and STRATEGIES["nash"] == (NashConfig, HillClimbing)
+    assert list_strategies() == ["nash", "nash_async", "eas", "net2net_random", "random_morphism"]
+    assert STRATEGIES["nash"] == (NashConfig, HillClimbing)
     strategy = create_strategy("nash", SEED_ARCH, {"n_steps": 1})
     assert isinstance(strategy, HillClimbing) and strategy.config.n_steps == 1
     with pytest.raises(ValueError, match=r"unknown strategy 'nahs': known are \['nash', .*\]; did you mean 'nash'\?"):

@@ -486,6 +486,8 @@ class StrategyBridge(MsgDispatcherBase):
         exec_space = self._executable_model_space(model_space, evaluator)
         self._exec_space = exec_space
         strategy.initialize(exec_space, self.engine)
+        if getattr(strategy, "budget_source", False) is None:  # a MorphismStrategy: tell it the budget left
+            strategy.budget_source = self.budget_left  # type: ignore[attr-defined]
 
         self.state = BridgeState(self.state_path)
         self.state.strategy_class = f"{type(strategy).__module__}.{type(strategy).__qualname__}"
@@ -752,6 +754,28 @@ class StrategyBridge(MsgDispatcherBase):
                     continue
         return result
 
+    def budget_left(self) -> Any:
+        """What is left of ``maxExperimentDuration`` (NNI's ``execDuration`` counts running time only, so a
+        stopped and resumed experiment keeps its budget) and of ``maxTrialNumber``; None where unlimited or
+        unknown."""
+        from nni_nas_ext.strategies.nash_async import Budget
+
+        try:
+            profile = self.binding.get_experiment_profile() if self.binding is not None else {}
+            params = profile.get("params") or {}
+            seconds_left = None
+            limit = duration_seconds(params.get("maxExperimentDuration"))
+            if limit is not None:
+                seconds_left = max(0.0, limit - float(profile.get("execDuration") or 0.0))
+            trials_left = None
+            if params.get("maxTrialNumber") is not None:
+                used = max(len(self._rest_get("/trial-jobs")), len(self.state.trials) if self.state else 0)
+                trials_left = max(0, int(params["maxTrialNumber"]) - used)
+        except Exception:  # noqa: BLE001 - the budget is advice; never stop the search for want of it
+            _log.warning("Could not read the experiment's budget from NNI", exc_info=True)
+            return None
+        return Budget(seconds_left=seconds_left, trials_left=trials_left)
+
     def _is_ours(self, parameter_id: Any) -> bool:
         """Whether the search sent ``parameter_id`` (this session or, after a resume, an earlier one)."""
         if isinstance(parameter_id, bool) or not isinstance(parameter_id, int):
@@ -909,6 +933,23 @@ class StrategyBridge(MsgDispatcherBase):
         except Exception:  # noqa: BLE001
             pass
         _log.info("%s exited", type(self).__name__)
+
+
+def duration_seconds(value: Any) -> float | None:
+    """Seconds of an NNI duration (``maxExperimentDuration``): ``"30m"``, ``"1.5h"``, ``"2d"``, ``"90s"`` or a
+    number of seconds; None when absent or unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _load_metric(data: Any) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from nni.nas.execution import ExecutionEngine
@@ -25,6 +25,7 @@ from nni.nas.strategy import Strategy
 
 from nni_nas_ext.strategies.base import SearchStrategy
 from nni_nas_ext.strategies.candidate import Candidate
+from nni_nas_ext.strategies.nash_async import Budget
 
 from .space import ARCHITECTURE_LABEL
 
@@ -50,10 +51,14 @@ class MorphismStrategy(Strategy):
         Seconds between checks for new work while waiting for results.
     """
 
-    def __init__(self, search: SearchStrategy, *, poll_interval: float = 1.0) -> None:
+    def __init__(self, search: SearchStrategy, *, poll_interval: float = 1.0,
+                 budget_source: Callable[[], Budget | None] | None = None) -> None:
         super().__init__()
         self.search = search
         self.poll_interval = poll_interval
+        #: what is left of the experiment's time and trials (the nnictl bridge sets it; None: unknown). A
+        #: budget-aware search (``search.budget_aware``) gets it with every ``ask``, one free slot at a time.
+        self.budget_source = budget_source
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._models: dict[str, ExecutableModelSpace] = {}  # candidate id -> the frozen model submitted
@@ -76,6 +81,9 @@ class MorphismStrategy(Strategy):
         self.engine.unregister_model_event_callback(ModelEventType.TrainingEnd, self._on_training_end)
 
     def _run(self) -> None:
+        if getattr(self.search, "budget_aware", False):
+            self._run_budget_aware()
+            return
         while True:
             with self._lock:
                 if self.search.finished:
@@ -87,6 +95,28 @@ class MorphismStrategy(Strategy):
                                  "search finished; stopping with what has been found. Summary: %s",
                                  self.search.summary())
                     return
+                self._submit(candidate)
+            if not batch:
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+        _log.info("search finished: %s", self.search.summary())
+
+    def _run_budget_aware(self) -> None:
+        """One slot at a time: wait for a free slot, then ask with what is left of the budget."""
+        while True:
+            with self._lock:
+                if self.search.finished:
+                    break
+            if not self.wait_for_resource():
+                _log.warning("NNI's trial budget is spent before the search finished; stopping with what has been "
+                             "found. Summary: %s", self.search.summary())
+                return
+            known = self.budget_source() if self.budget_source is not None else None
+            budget = Budget(free_slots=1, seconds_left=known.seconds_left if known else None,
+                            trials_left=known.trials_left if known else None)
+            with self._lock:
+                batch = self.search.ask(budget)  # type: ignore[call-arg]
+            for candidate in batch:
                 self._submit(candidate)
             if not batch:
                 self._wake.wait(self.poll_interval)

@@ -19,7 +19,8 @@ from .bridge import BridgeClassArgsValidator, StrategyBridge
 from .fna import FnaClassArgsValidator, FnaTuner
 
 __all__ = [
-    "TUNERS", "EasClassArgsValidator", "EasTuner", "NashClassArgsValidator", "NashTuner",
+    "TUNERS", "EasClassArgsValidator", "EasTuner", "NashAsyncClassArgsValidator", "NashAsyncTuner", "NashClassArgsValidator",
+    "NashTuner",
     "Net2NetRandomClassArgsValidator", "Net2NetRandomTuner", "NniStrategyClassArgsValidator", "NniStrategyTuner",
     "RandomMorphismClassArgsValidator", "RandomMorphismTuner", "SearchClassArgsValidator", "SearchTuner",
     "register_all",
@@ -60,6 +61,17 @@ class NashTuner(SearchTuner):
 
     search_name = "nash"
     class_args_validator = NashClassArgsValidator
+
+
+class NashAsyncClassArgsValidator(SearchClassArgsValidator):
+    search_name = "nash_async"
+
+
+class NashAsyncTuner(SearchTuner):
+    """NASH without step barriers, within the experiment's time budget (``maxExperimentDuration``), under nnictl."""
+
+    search_name = "nash_async"
+    class_args_validator = NashAsyncClassArgsValidator
 
 
 class EasClassArgsValidator(SearchClassArgsValidator):
@@ -123,6 +135,7 @@ class NniStrategyTuner(StrategyBridge):
 #: builtin name -> (bridge class, classArgs validator), registered by ``python -m nni_nas_ext setup``.
 TUNERS: dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]] = {
     "NashHillClimbing": (NashTuner, NashClassArgsValidator),
+    "NashAsync": (NashAsyncTuner, NashAsyncClassArgsValidator),
     "EAS": (EasTuner, EasClassArgsValidator),
     "Net2NetRandom": (Net2NetRandomTuner, Net2NetRandomClassArgsValidator),
     "RandomMorphism": (RandomMorphismTuner, RandomMorphismClassArgsValidator),
