@@ -179,19 +179,20 @@ def test_the_portal_shows_the_trials_their_accuracies_and_an_architecture(nash_e
             details = page.locator("#tableList .openRow")
             expect(details).to_have_count(1, timeout=TIMEOUT_MS)
             expect(details.get_by_role("tab", name=re.compile("Parameters"))).to_be_visible()
-            sample = _tree_item(details, page, "sample")
-            expect(sample).to_have_count(1, timeout=TIMEOUT_MS)
-            architecture = _tree_item(sample, page, "architecture").first  # {id, architecture: {nodes...}}
+            job = _tree_item(details, page, "job")  # the signed JSON payload: {format, ..., job: {id, architecture}}
+            expect(job).to_have_count(1, timeout=TIMEOUT_MS)
+            expect(_tree_item(job, page, "id").first).to_have_text(f'id:"{candidate["id"]}"')
+            architecture = _tree_item(job, page, "architecture").first  # {version, ..., nodes: [...]}
             expect(architecture).to_be_visible()
-            expect(_tree_item(architecture, page, "id").first).to_have_text(f'id:"{candidate["id"]}"')
             nodes = _tree_item(architecture, page, "nodes")
             expect(nodes).to_have_count(1)
             shown_ids = [text.removeprefix("id:").strip('"')
                          for text in _tree_item(nodes, page, "id").all_text_contents()]
             assert shown_ids == node_ids, (shown_ids, node_ids)
             expect(nodes).to_contain_text('id:"conv1"')
-            # fold what is not the architecture (the pickled seed, the training task), as a reader would
-            for key in ("model_kwargs", "evaluator"):
+            # no pickled value anywhere in the parameter; fold the training task, as a reader would
+            expect(details.get_by_text("__nni_obj__")).to_have_count(0)
+            for key in ("settings",):
                 _tree_item(details, page, key).locator(":scope > label").click()
                 expect(_tree_item(details, page, key).locator(":scope > ul > li")).to_have_count(0)
             expect(architecture).to_be_visible()

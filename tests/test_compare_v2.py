@@ -1,0 +1,65 @@
+"""Protocol v2 of the benchmark: its pure parts (idle CPU, paired differences, epochs that fit, contestants)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+v2 = importlib.import_module("compare_v2")
+
+
+def test_idle_fraction_counts_slot_seconds_without_a_trial() -> None:
+    assert v2.idle_fraction([(0, 10), (0, 10)], 10, 2) == 0.0
+    assert v2.idle_fraction([(0, 10)], 10, 2) == pytest.approx(0.5)
+    assert v2.idle_fraction([(0, 5), (5, 10), (0, 10)], 10, 2) == 0.0
+    assert v2.idle_fraction([(-3, 4), (8, 30)], 10, 2) == pytest.approx(1 - 6 / 20)  # clipped to the run
+    assert v2.idle_fraction([(0, 4)], 10, 2, harness=[(4, 10)]) == pytest.approx(1 - (4 + 12) / 20)
+    assert v2.idle_fraction([], 0, 2) is None
+
+
+def test_paired_differences_pair_by_seed() -> None:
+    runs = [{"contestant": c, "seed": s, "status": "finished", "test_acc": a}
+            for c, s, a in [("nash", 0, 0.93), ("nash", 1, 0.94), ("nni_random", 0, 0.92), ("nni_random", 1, 0.935),
+                            ("seed_only", 1, 0.90)]]
+    runs.append({"contestant": "nni_random", "seed": 2, "status": "error", "test_acc": None})
+    diffs = v2.paired_differences(runs)
+    assert diffs["nni_random"]["per_seed"] == pytest.approx({0: 0.01, 1: 0.005})
+    assert diffs["nni_random"]["mean"] == pytest.approx(0.0075) and diffs["nni_random"]["n"] == 2
+    assert diffs["seed_only"]["per_seed"] == pytest.approx({1: 0.04}) and diffs["seed_only"]["std"] == 0.0
+
+
+def test_epochs_that_fit() -> None:
+    assert v2.epochs_that_fit(100, 10, 50) == 9  # 10 s x 1.1 safety
+    assert v2.epochs_that_fit(5, 10, 50) == 1
+    assert v2.epochs_that_fit(10_000, 10, 7) == 7
+
+
+def test_every_contestant_gives_a_valid_config_with_the_right_budget() -> None:
+    from nni_nas_ext.nni.tuners import TUNERS
+
+    s = v2.SettingsV2(minutes=30, final_window_minutes=5, dataset="digits")
+    validators = {f"{b.__module__}.{b.__qualname__}": v for b, v in TUNERS.values()}
+    for name, make in v2.CONTESTANTS.items():
+        config = make(0, s)
+        if config is None:
+            assert name == "seed_only"
+            continue
+        tuner = config["tuner"]
+        validators[tuner["className"]]().validate(dict(tuner["classArgs"]))
+        expected = 1800 if name in v2.OWN_FINAL else 1500
+        assert config["maxExperimentDuration"] == f"{expected}s", name
+    assert v2.CONTESTANTS["nash_scratch"](0, s)["tuner"]["classArgs"]["inherit_weights"] is False
+
+
+def test_summary_lists_contestants_and_paired_differences() -> None:
+    s = v2.SettingsV2(minutes=30, dataset="digits")
+    runs = [{"contestant": c, "seed": 0, "status": "finished", "test_acc": a, "test_acc_retrained": a - 0.01,
+             "params": 1000, "trials": 12, "idle_cpu_fraction": 0.02, "key": f"{c}-seed0"}
+            for c, a in [("nash", 0.93), ("nni_random", 0.92)]]
+    text = v2.summary_markdown({"settings": s.to_dict(), "runs": runs})
+    assert "| nash | 1 | 0.9300 |" in text and "| nni_random | 1 | +1.00 |" in text
