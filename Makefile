@@ -4,6 +4,7 @@
 #   make demo     the main job: nnictl create --config config.yml (NASH on digits), followed to the end
 #   make bench    benchmarks/bench_core.py and bench_trial_loop.py in .venv
 #   make compare  strategies side by side (benchmarks/compare.py; MINUTES, SEEDS, CONTESTANTS, LIMIT)
+#   make compare-v2  protocol v2: 60 CPU-minutes per run, finals inside the budget (benchmarks/compare_v2.py)
 #   make lock     re-resolve requirements/lock.txt from requirements/lock.in in a scratch venv
 #   make clean    build outputs and caches;  make distclean: also .venv
 #
@@ -113,6 +114,13 @@ COMPARE_ARGS ?=
 compare: venv nni-fix
 	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare.py --contestants $(CONTESTANTS) --minutes $(MINUTES) \
 	  --seeds $(SEEDS) --dataset $(DATASET) --out $(COMPARE_OUT) $(if $(LIMIT),--limit $(LIMIT)) $(COMPARE_ARGS)
+
+# Protocol v2 (issue 15): 30 wall-minutes = 60 CPU-minutes per run, all 60,000 images, every contestant's final
+# network inside the budget; resumes. make compare-v2 COMPARE_V2_ARGS="--seeds 0 --contestants nash nni_random"
+COMPARE_V2_ARGS ?=
+.PHONY: compare-v2
+compare-v2: venv nni-fix
+	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare_v2.py $(COMPARE_V2_ARGS)
 
 # Re-resolve the lock: scratch venv, top-level requirements + the project itself, freeze everything.
 lock:

@@ -221,14 +221,24 @@ class CandidateLedger:
     def _told(self, cid: str) -> bool:
         return cid in self._results or cid in self._failures
 
+    def _epochs_trained(self, cid: str) -> int:
+        """Epochs a told candidate trained: its result's ``epochs_trained`` (fewer when it stopped early), else
+        ``Candidate.epochs``."""
+        planned = self._candidates[cid].epochs
+        trained = self._results.get(cid, {}).get("epochs_trained")
+        if isinstance(trained, int) and not isinstance(trained, bool) and 0 <= trained <= planned:
+            return trained
+        return planned
+
     def _val_acc(self, cid: str) -> float | None:
         """The validation accuracy of a successful candidate, else ``None``."""
         return _accuracy(self._results[cid]) if cid in self._results else None
 
     def _propose(self, arch: Architecture, *, parent: str | None, epochs: int, role: str,
-                 train_on: str = "train", evaluate_test: bool = False) -> Candidate:
+                 train_on: str = "train", evaluate_test: bool = False, stop_after: int | None = None,
+                 stop_below: float | None = None) -> Candidate:
         candidate = Candidate(candidate_id(arch, self._serial), arch, parent, epochs, train_on, evaluate_test,
-                              role, self._generation())
+                              role, self._generation(), stop_after, stop_below)
         self._serial += 1
         self._candidates[candidate.id] = candidate
         self._unasked.append(candidate.id)
@@ -362,8 +372,9 @@ class CandidateLedger:
             "notes": list(self._notes),
             "n_candidates": len(self._candidates),
             **counts,
-            # training cost so far: epochs of every candidate told, failures included
-            "epochs_total": sum(c.epochs for cid, c in self._candidates.items() if self._told(cid)),
+            # training cost so far: epochs of every candidate told (as trained, when it stopped early), failures
+            # included
+            "epochs_total": sum(self._epochs_trained(cid) for cid in self._candidates if self._told(cid)),
             "config": self.config.to_dict(),
         }
 

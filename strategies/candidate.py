@@ -6,10 +6,12 @@ code trains them (starting from the checkpoint of ``parent`` when it is set) and
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Optional
 
 from nni_nas_ext.core.architecture import Architecture
 
@@ -59,6 +61,12 @@ class Candidate:
         One of :data:`ROLES`.
     step
         Hill-climbing step, 0 for the seed.
+    stop_after, stop_below
+        The early-stopping rule of a child (both set, or both ``None``: no rule): after epoch ``stop_after``
+        (``1 <= stop_after < epochs``) the trial stops training if its validation accuracy is below
+        ``stop_below`` (in [0, 1]; the parent's final validation accuracy minus a margin), saves its
+        checkpoint and reports ``early_stopped: true`` (see :meth:`stops_early`). Written by :meth:`to_dict`
+        only when set, so that a candidate without the rule serialises as it always did.
 
     Raises
     ------
@@ -74,6 +82,8 @@ class Candidate:
     evaluate_test: bool
     role: str
     step: int
+    stop_after: Optional[int] = None
+    stop_below: Optional[float] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.architecture, Architecture):
@@ -94,6 +104,29 @@ class Candidate:
             raise ValueError(f"Candidate.evaluate_test must be true or false, but got {self.evaluate_test!r}")
         if self.role not in ROLES:
             raise ValueError(f"Candidate.role must be one of {list(ROLES)}, but got {self.role!r}")
+        self._check_stop_rule()
+
+    def _check_stop_rule(self) -> None:
+        if (self.stop_after is None) != (self.stop_below is None):
+            raise ValueError(f"Candidate.stop_after and Candidate.stop_below are set together (the early-stopping "
+                             f"rule) or both null, but got stop_after={self.stop_after!r}, "
+                             f"stop_below={self.stop_below!r}")
+        if self.stop_after is None:
+            return
+        after, below = self.stop_after, self.stop_below
+        if isinstance(after, bool) or not isinstance(after, int) or not 1 <= after < self.epochs:
+            raise ValueError(f"Candidate.stop_after must be an integer with 1 <= stop_after < epochs={self.epochs} "
+                             f"(a check after the last epoch saves nothing), but got {after!r}")
+        if isinstance(below, bool) or not isinstance(below, numbers.Real) or not math.isfinite(below) or \
+                not 0.0 <= below <= 1.0:
+            raise ValueError(f"Candidate.stop_below must be a finite accuracy in [0, 1], but got {below!r}")
+        object.__setattr__(self, "stop_below", float(below))  # 0 from canonical JSON reads back as 0.0
+
+    def stops_early(self, epoch: int, val_accuracy: float | None) -> bool:
+        """Whether the trial stops after ``epoch`` (1-based) with this validation accuracy: only after epoch
+        ``stop_after``, and only below ``stop_below``; never without a rule or a validation accuracy."""
+        return self.stop_after is not None and self.stop_below is not None and epoch == self.stop_after and \
+            val_accuracy is not None and val_accuracy < self.stop_below
 
     @property
     def serial(self) -> int:
@@ -101,10 +134,14 @@ class Candidate:
         return int(self.id.rsplit("-", 1)[1])
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON; :meth:`from_dict` reads it back to an equal candidate."""
-        return {"id": self.id, "architecture": self.architecture.to_dict(), "parent": self.parent,
-                "epochs": self.epochs, "train_on": self.train_on, "evaluate_test": self.evaluate_test,
-                "role": self.role, "step": self.step}
+        """Plain JSON; :meth:`from_dict` reads it back to an equal candidate. The early-stopping rule's keys
+        appear only when it is set."""
+        out = {"id": self.id, "architecture": self.architecture.to_dict(), "parent": self.parent,
+               "epochs": self.epochs, "train_on": self.train_on, "evaluate_test": self.evaluate_test,
+               "role": self.role, "step": self.step}
+        if self.stop_after is not None:
+            out.update(stop_after=self.stop_after, stop_below=self.stop_below)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Candidate:
@@ -121,14 +158,15 @@ class Candidate:
         unknown = sorted(str(k) for k in data if k not in names)
         if unknown:
             raise ValueError(f"a candidate has the fields {names}, but got unknown field(s) {unknown}")
-        missing = [n for n in names if n not in data]
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        missing = [n for n in required if n not in data]
         if missing:
-            raise ValueError(f"a candidate needs the fields {names}, but {missing} are missing")
+            raise ValueError(f"a candidate needs the fields {required}, but {missing} are missing")
         try:
             arch = Architecture.from_dict(data["architecture"])
         except ValueError as exc:
             raise ValueError(f"Candidate.architecture is not a valid architecture: {exc}") from None
-        return cls(**{**{n: data[n] for n in names}, "architecture": arch})
+        return cls(**{**{n: data[n] for n in names if n in data}, "architecture": arch})
 
 
 def _require_int(name: str, value: Any) -> None:

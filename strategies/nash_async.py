@@ -21,6 +21,13 @@ paper's synchronous steps (which :class:`~nni_nas_ext.strategies.nash.HillClimbi
   estimate does not fit in the time left *after* the reserve of the final phase, and starts the final
   phase as soon as nothing more fits and nothing is running. The final trainings' epochs are cut to what
   fits (at least one).
+* **Early stopping of hopeless children.** A child carries a rule (``Candidate.stop_after`` /
+  ``stop_below``): after ``early_stop_after`` epochs its trial stops if its validation accuracy is below
+  the parent's (the incumbent's) final validation accuracy minus ``early_stop_margin``, saves its checkpoint
+  and reports ``early_stopped: true`` with ``epochs_trained``. Such a result is a success that never becomes
+  the incumbent; the cost model reads ``epochs_trained``. Only children get the rule (not the seed, the
+  continuations or the finals), and only when they inherit weights: a child trained from scratch starts
+  far below its parent, so the parent's accuracy says nothing about it after one epoch.
 * **The final phase** is the ledger's: the winner continues from its own weights on train+val for
   ``epochs_final`` epochs and is tested once (role ``final``); the seed gets the same (``seed_final``,
   with ``final_seed``, the default) on the slot the winner's final leaves free.
@@ -78,6 +85,17 @@ class AsyncNashConfig(NashConfig):
         None, minimum=1, maximum=1_000_000,
         doc="morphism children proposed at most; null: n_steps * (n_neighbours - 1), as many as the "
             "synchronous schedule (a time budget usually ends the search first)")
+    early_stop_after: int = option(
+        1, minimum=0, maximum=1000,
+        doc="a child's trial checks its validation accuracy after this many epochs and stops if it is below "
+            "the parent's final validation accuracy minus early_stop_margin; 0: never (nor when it is not "
+            "below epochs_neighbour)")
+    early_stop_margin: float = option(
+        0.05, minimum=0.0, maximum=1.0,
+        doc="how far (accuracy, 0.05 = 5 points) a child may trail its parent at that check; wide because "
+            "the child restarts the cosine cycle at the full learning rate, which costs accuracy early on, "
+            "and a 4,000-image validation split is noisy by ~0.5 points: only children that lost what they "
+            "inherited stop")
     final_seed: bool = option(
         True, doc="also train and test the seed in the final phase, on the slot the winner's final training "
                   "leaves free (the gain over the start, measured alike); false: the winner alone")
@@ -128,7 +146,8 @@ class AsyncHillClimbing(CandidateLedger):
         if self._phase == _SEED:
             if not self._fail_seed("climb"):
                 self._incumbent, self._phase = self._seed_id, _CLIMB
-        elif self._phase == _CLIMB and acc is not None and role in ("child", "incumbent"):
+        elif self._phase == _CLIMB and acc is not None and role in ("child", "incumbent") and \
+                not self._stopped_early(candidate_id):
             best = self._val_acc(self._incumbent) if self._incumbent is not None else None
             if best is None or acc > best:
                 logger.info("NASH-async: new incumbent %s (val acc %.4f > %s)", candidate_id, acc,
@@ -169,7 +188,8 @@ class AsyncHillClimbing(CandidateLedger):
 
     def summary(self) -> dict[str, Any]:
         progress = {"stopped": self._stop_reason, "children": self._children,
-                    "max_children": self._max_children(), "running": len(self._outstanding)}
+                    "max_children": self._max_children(), "running": len(self._outstanding),
+                    "early_stopped": sum(self._stopped_early(cid) for cid in self._results)}
         return self._summary("nash_async", progress, {})
 
     @property
@@ -191,7 +211,12 @@ class AsyncHillClimbing(CandidateLedger):
         return [{"candidate": cid, "role": c.role, "parent": c.parent, "arch_id": c.architecture.id,
                  "params": c.architecture.num_parameters(), "val_acc": self._val_acc(cid),
                  "test_acc": _accuracy(self._results[cid], "test_acc") if cid in self._results else None,
-                 "failed": self._failures.get(cid)} for cid, c in self._candidates.items()]
+                 "failed": self._failures.get(cid), "early_stopped": self._stopped_early(cid)}
+                for cid, c in self._candidates.items()]
+
+    def _stopped_early(self, cid: str) -> bool:
+        """Whether a candidate's trial reported that its early-stopping rule ended it."""
+        return self._results.get(cid, {}).get("early_stopped") is True
 
     # ---- proposing ------------------------------------------------------------------------------
 
@@ -255,7 +280,16 @@ class AsyncHillClimbing(CandidateLedger):
             self._continued.append(incumbent.id)
             return self._propose(arch, parent=parent, epochs=epochs, role="incumbent")
         self._children += 1
-        return self._propose(arch, parent=parent, epochs=epochs, role="child")
+        return self._propose(arch, parent=parent, epochs=epochs, role="child", **self._early_stop_rule(epochs))
+
+    def _early_stop_rule(self, epochs: int) -> dict[str, Any]:
+        """The rule a child of the incumbent carries (``stop_after``, ``stop_below``), or none (see the module
+        docstring)."""
+        after, parent_acc = self.config.early_stop_after, self._val_acc(self._incumbent)  # type: ignore[arg-type]
+        if not 0 < after < epochs or not self.config.inherit_weights or parent_acc is None:
+            return {}
+        below = min(1.0, max(0.0, parent_acc - self.config.early_stop_margin))  # an accuracy, even if a report was not
+        return {"stop_after": after, "stop_below": round(below, 6)}
 
     def _fits(self, budget: Budget | None, epochs: int) -> Any:
         """A check of a candidate architecture against the time left: None if it fits, else why not."""
@@ -296,15 +330,15 @@ class AsyncHillClimbing(CandidateLedger):
 
     def _per_epoch(self, cid: str) -> float | None:
         result = self._results.get(cid)
-        c = self._candidates[cid]
+        epochs = self._epochs_trained(cid)
         timings = result.get("timings") if result else None
-        if not isinstance(timings, Mapping) or c.epochs <= 0:
+        if not isinstance(timings, Mapping) or epochs <= 0:
             return None
         train = timings.get("train")
         setup = timings.get("train_setup", 0.0)
         if not isinstance(train, (int, float)) or not isinstance(setup, (int, float)):
             return None
-        per_epoch = (float(train) - float(setup)) / c.epochs
+        per_epoch = (float(train) - float(setup)) / epochs
         return per_epoch if per_epoch > 0 and math.isfinite(per_epoch) else None
 
     def _overhead(self) -> float:
@@ -315,7 +349,7 @@ class AsyncHillClimbing(CandidateLedger):
             per_epoch = self._per_epoch(cid)
             total = timings.get("process_total", timings.get("total")) if isinstance(timings, Mapping) else None
             if per_epoch is not None and isinstance(total, (int, float)):
-                values.append(max(0.0, float(total) - per_epoch * self._candidates[cid].epochs))
+                values.append(max(0.0, float(total) - per_epoch * self._epochs_trained(cid)))
         return statistics.median(values) if values else 0.0
 
     def _estimate(self, arch: Architecture, epochs: int, data_factor: float = 1.0) -> float | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 from nni_nas_ext.strategies import AsyncHillClimbing, Budget, Candidate, create_strategy
@@ -31,9 +33,16 @@ def result_of(c: Candidate, seconds: float) -> dict[str, Any]:
     return out
 
 
-def simulate(config: dict[str, Any], seconds: float | None, slots: int = 2) -> dict[str, Any]:
+def full_trial(c: Candidate) -> tuple[float, dict[str, Any]]:
+    """A fake trial that trains every epoch: its wall time and its result."""
+    return seconds_of(c), result_of(c, seconds_of(c))
+
+
+def simulate(config: dict[str, Any], seconds: float | None, slots: int = 2,
+             trial: Callable[[Candidate], tuple[float, dict[str, Any]]] = full_trial) -> dict[str, Any]:
     """Run the strategy on ``slots`` fake workers against a fake clock, as the NNI adapter does: whenever a
-    slot is free, ask with one free slot and the time left. Returns the timeline."""
+    slot is free, ask with one free slot and the time left; ``trial`` gives a candidate's wall time and
+    result. Returns the timeline (``starts``: start, end and candidate of every trial)."""
     strategy = AsyncHillClimbing(SEED_ARCH, config)
     now, running, starts = 0.0, [], []
     stopped_at = None
@@ -46,16 +55,16 @@ def simulate(config: dict[str, Any], seconds: float | None, slots: int = 2) -> d
             if not batch:
                 break
             for c in batch:
-                duration = seconds_of(c)
-                running.append((now + duration, c))
+                duration, result = trial(c)
+                running.append((now + duration, c, result))
                 starts.append((now, now + duration, c))
         if stopped_at is None and strategy._stop_reason is not None:
             stopped_at = now
         assert running, "nothing running and nothing proposed, but not finished"
         running.sort(key=lambda item: item[0])
-        end, c = running.pop(0)
+        end, c, result = running.pop(0)
         now = end
-        assert strategy.tell(c.id, result_of(c, seconds_of(c)))
+        assert strategy.tell(c.id, result)
     assert strategy.finished
     return {"strategy": strategy, "end": now, "starts": starts, "stopped_at": stopped_at}
 
@@ -168,3 +177,120 @@ def test_failed_children_never_become_incumbent() -> None:
                 strategy.tell(c.id, result_of(c, seconds_of(c)))
     assert strategy.finished and strategy.incumbent.role in ("seed", "incumbent")
     assert math.isfinite(strategy.summary()["winner"]["val_acc"])
+
+
+# ---- early stopping of hopeless children ---------------------------------------------------------------
+
+def hopeless(c: Candidate) -> bool:
+    """About a third of the children lose what they inherited (seeded by the candidate itself)."""
+    return c.role == "child" and np.random.default_rng([int(c.architecture.id, 16), c.serial]).random() < 0.35
+
+
+def stopping_trial(c: Candidate) -> tuple[float, dict[str, Any]]:
+    """A fake trial that honours the candidate's rule: after the first epoch a child is 0.01 behind where it
+    ends, a hopeless one 0.2 behind; a stopped one takes the overhead and ``stop_after`` epochs and reports
+    ``early_stopped`` and ``epochs_trained``."""
+    seconds, result = full_trial(c)
+    first = result["default"] - (0.2 if hopeless(c) else 0.01)
+    if c.stop_after is None or not c.stops_early(c.stop_after, first):
+        return seconds, {**result, "epochs_trained": c.epochs, "early_stopped": False}
+    seconds = OVERHEAD + (seconds - OVERHEAD) * c.stop_after / c.epochs
+    return seconds, {**result_of(c, seconds), "default": first, "epochs_trained": c.stop_after,
+                     "early_stopped": True}
+
+
+def test_children_alone_carry_the_rule_from_their_parents_accuracy() -> None:
+    run = simulate(CONFIG, seconds=600.0, trial=stopping_trial)
+    strategy: AsyncHillClimbing = run["strategy"]
+    children = [c for _, _, c in run["starts"] if c.role == "child"]
+    assert children and all(c.stop_after == 1 for c in children)
+    for c in children:
+        parent_acc = strategy._results[c.parent]["default"]
+        assert c.stop_below == pytest.approx(min(1.0, parent_acc - 0.05), abs=1e-6)  # fake accuracies pass 1
+    others = [c for _, _, c in run["starts"] if c.role != "child"]
+    assert {c.role for c in others} == {"seed", "incumbent", "final", "seed_final"}
+    assert all(c.stop_after is None and c.stop_below is None for c in others)
+    assert all("stop_after" not in c.to_dict() for c in others)
+
+
+@pytest.mark.parametrize("change", [{"early_stop_after": 0}, {"early_stop_after": 2}, {"inherit_weights": False}])
+def test_no_rule_when_disabled_as_long_as_the_cycle_or_without_inheritance(change: dict[str, Any]) -> None:
+    run = simulate({**CONFIG, **change}, seconds=300.0, trial=stopping_trial)
+    assert all(c.stop_after is None for _, _, c in run["starts"])
+    assert run["strategy"].summary()["early_stopped"] == 0
+
+
+def test_an_early_stopped_child_never_becomes_the_incumbent_and_is_counted() -> None:
+    strategy = AsyncHillClimbing(SEED_ARCH, CONFIG)
+    (seed,) = strategy.ask()
+    strategy.tell(seed.id, result_of(seed, seconds_of(seed)))
+    (continuation,) = strategy.ask(Budget(free_slots=1))
+    strategy.tell(continuation.id, result_of(continuation, seconds_of(continuation)))
+    incumbent = strategy.incumbent
+    (child,) = strategy.ask(Budget(free_slots=1))
+    assert child.role == "child" and child.stop_after == 1
+    # even a (fake) stopped result above the incumbent is not taken: the trial stopped, its cycle is unfinished
+    seconds = OVERHEAD + (seconds_of(child) - OVERHEAD) / child.epochs
+    stopped = {**result_of(child, seconds), "default": 0.999, "epochs_trained": 1, "early_stopped": True}
+    assert strategy.tell(child.id, stopped)
+    assert strategy.incumbent == incumbent
+    summary = strategy.summary()
+    assert summary["early_stopped"] == 1 and summary["children"] == 1 and summary["winner"]["candidate"] == incumbent.id
+    assert next(h for h in summary["history"] if h["candidate"] == child.id)["early_stopped"] is True
+    # the cost model reads epochs_trained: the seconds of one epoch, not half of them
+    assert child.epochs == 2 and strategy._per_epoch(child.id) == pytest.approx(seconds - OVERHEAD)
+    assert strategy._overhead() == pytest.approx(OVERHEAD)
+    assert summary["epochs_total"] == seed.epochs + continuation.epochs + 1
+
+
+def test_early_stopping_saves_trial_time_in_a_budgeted_run() -> None:
+    on = simulate(CONFIG, seconds=600.0, trial=stopping_trial)
+    off = simulate({**CONFIG, "early_stop_after": 0}, seconds=600.0, trial=stopping_trial)
+    for run in (on, off):
+        assert run["end"] <= 600.0
+    strategy: AsyncHillClimbing = on["strategy"]
+    stopped = [(start, end, c) for start, end, c in on["starts"] if strategy._results[c.id]["early_stopped"]]
+    assert stopped and strategy.summary()["early_stopped"] == len(stopped)
+    assert all(hopeless(c) and strategy._results[c.id]["epochs_trained"] == 1 for *_, c in stopped)
+    assert strategy.incumbent.id not in {c.id for *_, c in stopped}
+    # trial-seconds saved: what the stopped children would have taken, less what they took (the runs' paths
+    # differ once a result arrives earlier, so counting children across the two runs would measure that too)
+    saved = sum(seconds_of(c) - (end - start) for start, end, c in stopped)
+    assert saved > 20.0  # 33 s of 1,200 slot-seconds with these settings: a stop saves one epoch of two
+    assert off["strategy"].summary()["early_stopped"] == 0
+    assert all(end - start == pytest.approx(seconds_of(c)) for start, end, c in off["starts"])
+
+
+def test_candidate_rule_round_trip_and_old_candidates_unchanged() -> None:
+    old = Candidate(f"{SEED_ARCH.id}-0007", SEED_ARCH, None, 3, "train", False, "seed", 0)
+    data = old.to_dict()
+    # a candidate without the rule serialises exactly as before the rule existed: same keys, same JSON, same id
+    assert list(data) == ["id", "architecture", "parent", "epochs", "train_on", "evaluate_test", "role", "step"]
+    again = Candidate.from_dict(json.loads(json.dumps(data)))
+    assert again == old and again.id == f"{SEED_ARCH.id}-0007"
+    assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(data, sort_keys=True)
+    assert not old.stops_early(1, 0.0)
+
+    ruled = Candidate(f"{SEED_ARCH.id}-0008", SEED_ARCH, f"{SEED_ARCH.id}-0007", 3, "train", False, "child", 1,
+                      stop_after=1, stop_below=0.8)
+    ruled_data = json.loads(json.dumps(ruled.to_dict()))
+    assert ruled_data["stop_after"] == 1 and ruled_data["stop_below"] == 0.8
+    assert Candidate.from_dict(ruled_data) == ruled and ruled.id == f"{SEED_ARCH.id}-0008"
+    zero = Candidate.from_dict({**ruled_data, "stop_below": 0})  # canonical JSON writes 0.0 as 0
+    assert isinstance(zero.stop_below, float) and zero.to_dict()["stop_below"] == 0.0
+    assert ruled.stops_early(1, 0.79) and not ruled.stops_early(1, 0.8) and not ruled.stops_early(2, 0.1)
+    assert not ruled.stops_early(1, None)
+
+    for bad, pattern in [
+        ({**ruled_data, "stop_after": None}, r"set together .* got stop_after=None, stop_below=0.8"),
+        ({k: v for k, v in ruled_data.items() if k != "stop_below"}, r"set together .* stop_below=None"),
+        ({**ruled_data, "stop_after": 0}, r"1 <= stop_after < epochs=3 .* but got 0"),
+        ({**ruled_data, "stop_after": 3}, r"1 <= stop_after < epochs=3 .* but got 3"),
+        ({**ruled_data, "stop_after": True}, r"stop_after must be an integer .* but got True"),
+        ({**ruled_data, "stop_below": 1.01}, r"stop_below must be a finite accuracy in \[0, 1\], but got 1.01"),
+        ({**ruled_data, "stop_below": -0.1}, r"stop_below must be .* but got -0.1"),
+        ({**ruled_data, "stop_below": float("nan")}, r"stop_below must be .* but got nan"),
+        ({**ruled_data, "stop_below": "0.5"}, r"stop_below must be .* but got '0.5'"),
+    ]:
+        with pytest.raises(ValueError, match=pattern):
+            Candidate.from_dict(bad)

@@ -198,3 +198,23 @@ def test_task_rejects_unknown_augmentation_and_precision(kwargs: dict, fragment:
 
     with pytest.raises(ConfigError, match=fragment):
         TaskConfig(dataset="digits", **kwargs)
+
+
+@pytest.mark.parametrize(("stop_below", "stops"), [(1.0, True), (0.0, False)])
+def test_a_child_below_its_threshold_stops_after_its_first_epoch(trained_seed, task: TaskConfig, data,
+                                                                  stop_below: float, stops: bool) -> None:
+    parent, _, _ = trained_seed
+    chain = random_chain(parent.architecture, [create_morphism("widen")], 1, np.random.default_rng(0))
+    child = Candidate(candidate_id(chain.child, 60 + int(stops)), chain.child, parent.id, 2, "train", False, "child",
+                      1, stop_after=1, stop_below=stop_below)  # 1.0: above what one epoch reaches; 0.0: never
+    reporter = ListReporter()
+    result = run_candidate(child, task, reporter, data=data)
+    trained = 1 if stops else 2
+    assert [m["epoch"] for m in reporter.intermediates] == list(range(1, trained + 1))
+    assert result["early_stopped"] is stops and result["epochs_trained"] == trained and result["epochs"] == 2
+    assert result["default"] == reporter.intermediates[-1]["default"] and reporter.finals == [result]
+    # the checkpoint is saved as usual (a child of it finds its weights), holding the result for re-runs
+    stored = CheckpointStore(task.checkpoint_dir).load(child.id)
+    assert stored.architecture.id == child.architecture.id and stored.meta["result"]["early_stopped"] is stops
+    rerun = run_candidate(child, task, ListReporter(), data=data)
+    assert rerun["rerun"] and rerun["early_stopped"] is stops and rerun["epochs_trained"] == trained

@@ -7,7 +7,11 @@ The steps (issue: "trial code and weight inheritance"):
    parent's architecture (:func:`nni_nas_ext.core.replay`), which gives the weight transformation; apply it
    with a calibration batch of training images and measure the function-preservation error
    (:func:`nni_nas_ext.core.preservation_error`) and the starting validation accuracy;
-3. train one cosine cycle (NASH, Elsken et al. 2017), reporting validation accuracy after every epoch;
+3. train one cosine cycle (NASH, Elsken et al. 2017), reporting validation accuracy after every epoch; a
+   child with an early-stopping rule (``Candidate.stop_after`` / ``stop_below``) whose validation accuracy
+   after epoch ``stop_after`` is below ``stop_below`` stops there: the cycle is cut short (the schedule is
+   not rescaled), and the rest goes on as usual, its result saying ``early_stopped: true`` and
+   ``epochs_trained``;
 4. evaluate (the test set only when the candidate says so: final trainings);
 5. save the checkpoint (atomically) and only then report the final result, so that a child proposed on
    that result always finds its parent's weights.
@@ -58,6 +62,10 @@ class Reporter(Protocol):
 
 class TrialFailed(RuntimeError):
     """The candidate could not be trained; its failure was reported first."""
+
+
+class _StoppedEarly(Exception):
+    """Raised from the epoch callback to end :func:`train` after an epoch (the candidate's early-stopping rule)."""
 
 
 @dataclass(frozen=True)
@@ -274,19 +282,28 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     else:
         x, y = data.train_x.to(device), data.train_y.to(device)
     first_batch: list[float] = []
+    history: list[EpochResult] = []
 
     def on_epoch(r: EpochResult) -> None:
+        history.append(r)
         _log.info("epoch %d/%d: loss %.4f, train acc %.4f, val acc %.4f (%.2f s)", r.epoch, candidate.epochs,
                   r.train_loss, r.train_accuracy, r.val_accuracy if r.val_accuracy is not None else math.nan,
                   r.seconds)
         reporter.intermediate({"default": r.val_accuracy, "candidate": candidate.id, "epoch": r.epoch,
                                "train_loss": round(r.train_loss, 6)})
+        if r.epoch < candidate.epochs and candidate.stops_early(r.epoch, r.val_accuracy):
+            _log.info("early stop after epoch %d: val acc %.4f < %.4f (the parent's final minus the margin)",
+                      r.epoch, r.val_accuracy, candidate.stop_below)
+            raise _StoppedEarly
 
     t = time.time()
-    epochs = train(module, x, y, task.schedule(candidate.epochs, seed=task.seed * 100_003 + serial),
-                   validation=(val_x, val_y), on_epoch=on_epoch,
-                   on_first_batch=lambda: first_batch.append(time.time()),
-                   augment=task.augmentation(data), precision=task.precision)
+    try:
+        epochs = train(module, x, y, task.schedule(candidate.epochs, seed=task.seed * 100_003 + serial),
+                       validation=(val_x, val_y), on_epoch=on_epoch,
+                       on_first_batch=lambda: first_batch.append(time.time()),
+                       augment=task.augmentation(data), precision=task.precision)
+    except _StoppedEarly:
+        epochs = history
     clock["train"] = round(time.time() - t, 4)  # the two below, and the reports to NNI
     clock["train_steps"] = round(sum(r.seconds - r.val_seconds for r in epochs), 4)
     clock["validation"] = round(sum(r.val_seconds for r in epochs), 4)
@@ -316,6 +333,8 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         "preservation_error": preservation,
         "start_val_acc": start_val_acc,
         "epochs": candidate.epochs,
+        "epochs_trained": len(epochs),
+        "early_stopped": len(epochs) < candidate.epochs,
         "train_on": candidate.train_on,
         "checkpoint": str(store.path(candidate.id)),
         "normalisation": {"mean": list(data.mean), "std": list(data.std)},
