@@ -1,4 +1,4 @@
-"""Two explicit, reversible edits of the installed NNI 3.0: the parameter-pairing fix and the loopback bind.
+"""Explicit, reversible edits of the installed NNI 3.0: parameter pairing, loopback bind, a failure's reason.
 
 Each edit touches one file of ``nni_node`` (the NNI manager's JavaScript), only when that file is exactly
 what ``nni==3.0`` ships (checked by SHA-256), keeps a backup next to it, is idempotent, reverts byte for byte
@@ -10,6 +10,10 @@ and says what it did. Both take effect for experiments started afterwards.
    experiment or read its parameters. Patched, it listens on ``$NNI_NAS_EXT_HOST`` when that variable is set
    (``python -m nni_nas_ext run --host ADDRESS`` sets it) and on 127.0.0.1 otherwise, and logs the address in
    ``nnimanager.log``. Trials of the local training service reach the manager at ``localhost``: unchanged.
+3. ``reason`` (``core/nnimanager.js``): when the dispatcher reports an error (our bridge reports why a search
+   could not start, e.g. an invalid ``classArgs`` value), NNI 3.0 logs it in ``nnimanager.log`` but shows
+   only "Dispatcher stream error, tuner may have crashed." in the experiment's status; patched, the status
+   (portal, ``nnictl experiment status``, REST ``check-status``) carries the dispatcher's own message.
 
 The first-in-first-out parameter bug:
 
@@ -57,6 +61,7 @@ __all__ = [
     "FIXES",
     "FilePatch",
     "PAIRING",
+    "REASON",
     "ORIGINAL_SHA256",
     "PatchError",
     "PatchResult",
@@ -134,6 +139,19 @@ _BIND_EDITS: tuple[tuple[str, str], ...] = (
 )
 
 
+REASON_SHA256 = "4f45d543c1f6c65a9712e947e0ebcefb364a354fa07045a961ec5e4f1ba11971"
+"""SHA-256 of ``nni_node/core/nnimanager.js`` as ``nni==3.0`` installs it (RECORD:
+``sha256=T0XVQ8H2xlqXEulH4OvO-zZKNU-gcEWpYexeTxuhGXE``, 37315 bytes)."""
+
+_REASON_EDITS: tuple[tuple[str, str], ...] = (
+    (
+        "            this.criticalError(new Error('Dispatcher stream error, tuner may have crashed.'));\n",
+        "            // nni-nas-ext patch: the dispatcher's own reason in the experiment's status (portal, nnictl, REST)\n"
+        "            this.criticalError(new Error(`Dispatcher error: ${error.message}`));\n",
+    ),
+)
+
+
 @dataclass(frozen=True)
 class FilePatch:
     """One edit of one file of ``nni_node``: where, the original's SHA-256, (original, patched) text pairs."""
@@ -157,7 +175,12 @@ PAIRING = FilePatch("pairing", "training_service/v3/compat.js", ORIGINAL_SHA256,
 BIND = FilePatch("bind", "rest_server/index.js", BIND_SHA256, _BIND_EDITS,
                  f"the portal and REST API listen on 127.0.0.1, or on ${BIND_HOST_ENV} when it is set",
                  "NNI 3.0's original (the portal and REST API listen on every interface)")
-FIXES: dict[str, FilePatch] = {"pairing": PAIRING, "bind": BIND}
+REASON = FilePatch("reason", "core/nnimanager.js", REASON_SHA256, _REASON_EDITS,
+                   "an experiment whose dispatcher fails shows the dispatcher's own message as its error (portal, "
+                   "nnictl, REST check-status)",
+                   "NNI 3.0's original (a failed dispatcher shows only 'Dispatcher stream error, tuner may have "
+                   "crashed.')")
+FIXES: dict[str, FilePatch] = {"pairing": PAIRING, "bind": BIND, "reason": REASON}
 
 
 class PatchError(RuntimeError):
@@ -350,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m nni_nas_ext.nni.nni_patch",
         description="Apply (or undo) nni-nas-ext's edits of the installed NNI 3.0: 'pairing' fixes the "
                     "first-in-first-out parameter bug, 'bind' makes the portal and REST API listen on 127.0.0.1 "
-                    f"(or ${BIND_HOST_ENV}).",
-        epilog="example: python -m nni_nas_ext.nni.nni_patch apply   (both edits; idempotent)")
+                    f"(or ${BIND_HOST_ENV}), 'reason' shows a failed dispatcher's message in the experiment's status.",
+        epilog="example: python -m nni_nas_ext.nni.nni_patch apply   (every edit; idempotent)")
     parser.add_argument("action", nargs="?", choices=("apply", "revert", "status"), default=None,
                         help="apply the fix, revert it, or report the status (default: status)")
     parser.add_argument("--revert", action="store_true", help="same as the action 'revert'")
