@@ -7,7 +7,9 @@ Two measurements, one run (absolute times are noisy on shared machines; the rati
    bookkeeping, fused SGD) against the simplest correct hand-written loop: ``torch.optim.SGD`` with
    torch's defaults over ``module.parameters()``, ``x[idx]``, forward, cross-entropy, ``zero_grad``,
    ``backward``, ``step``. Same model (the trial's network, same initial weights), same data tensors,
-   same batch size, same number of steps, same shuffled order; the two alternate ``--repeats`` times
+   same batch size, same number of steps, same shuffled order, and ``train``'s default precision and layout
+   on the device for both (on a CPU with native bfloat16: bfloat16 autocast and channels-last, see
+   ``bench_cpu_formats.py``); the two alternate ``--repeats`` times
    after one warm-up each. On the CPU the rates are images per CPU-second of this process
    (``time.process_time``): on a shared machine wall time measures the neighbours' load as much as the
    loop (runs of the same loop were seen 2x apart), CPU time what the loop costs. On CUDA they are wall
@@ -69,17 +71,27 @@ ENTRIES = {
 # --------------------------------------------------------------------------------------------------
 
 
-def bare_loop(module: Any, x: Any, y: Any, order: Any, batch_size: int, lr: float = 0.05) -> None:
-    """The simplest correct SGD loop over ``order`` (torch's default optimiser, one parameter group)."""
+def bare_loop(module: Any, x: Any, y: Any, order: Any, batch_size: int, lr: float = 0.05, *,
+              amp: Any = None, channels_last: bool = False) -> None:
+    """The simplest correct SGD loop over ``order`` (torch's default optimiser, one parameter group).
+
+    ``amp`` (a dtype) wraps forward and loss in autocast, ``channels_last`` converts the module and every
+    batch to NHWC: the numerics :func:`train` uses by default on the device, so the two loops compare
+    bookkeeping, not formats."""
     import torch
     from torch import nn
 
     optimizer = torch.optim.SGD(module.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
     module.train()
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    device_type = x.device.type
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        loss = loss_fn(module(x[idx]), y[idx])
+        xb = x[idx].contiguous(memory_format=torch.channels_last) if channels_last else x[idx]
+        with torch.autocast(device_type, dtype=amp, enabled=amp is not None):
+            loss = loss_fn(module(xb), y[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -91,7 +103,7 @@ def compare_loops(arch: Any, x: Any, y: Any, *, batch_size: int, steps: int, rep
     import torch
 
     from nni_nas_ext.core import build_module
-    from nni_nas_ext.trial_code.training import Schedule, train
+    from nni_nas_ext.trial_code.training import Schedule, autocast_dtype, memory_format_of, train
 
     n = steps * batch_size
     if len(x) < n:
@@ -102,6 +114,8 @@ def compare_loops(arch: Any, x: Any, y: Any, *, batch_size: int, steps: int, rep
     initial = {k: v.clone() for k, v in build_module(arch).state_dict().items()}
     schedule = Schedule(epochs=1, batch_size=batch_size, seed=0)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(schedule.seed)).to(device)  # train's order
+    amp = autocast_dtype("auto", torch.device(device))  # train's defaults on this device, given to both loops
+    channels_last = memory_format_of("auto", torch.device(device), amp) == torch.channels_last
 
     def sync() -> None:
         if device.startswith("cuda"):
@@ -114,7 +128,7 @@ def compare_loops(arch: Any, x: Any, y: Any, *, batch_size: int, steps: int, rep
         if kind == "ours":
             train(module, x, y, schedule)
         else:
-            bare_loop(module, x, y, order, batch_size)
+            bare_loop(module, x, y, order, batch_size, amp=amp, channels_last=channels_last)
         sync()
         return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
 
@@ -132,6 +146,7 @@ def compare_loops(arch: Any, x: Any, y: Any, *, batch_size: int, steps: int, rep
     median = {kind: statistics.median(values) for kind, values in rates.items()}
     return {
         "images_per_step": batch_size, "steps": steps, "repeats": repeats, "device": device, "clock": clock,
+        "autocast": str(amp).removeprefix("torch.") if amp is not None else None, "channels_last": channels_last,
         "bare_images_per_s": median["bare"], "ours_images_per_s": median["ours"],
         "ratio": median["ours"] / median["bare"], "median_pair_ratio": statistics.median(ratios),
         "ratios": ratios, "cpu_rates": cpu, "wall_rates": wall,

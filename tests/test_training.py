@@ -12,8 +12,9 @@ from nni_nas_ext.core import build_module
 from nni_nas_ext.search_spaces import nash_seed
 from nni_nas_ext.trial_code.datasets import DatasetSpec, Splits, load_dataset
 from nni_nas_ext.trial_code.augment import Augmentation
+from nni_nas_ext.trial_code import training
 from nni_nas_ext.trial_code.training import (EpochResult, Schedule, TrainingDiverged, autocast_dtype, evaluate,
-                                             train)
+                                             memory_format_of, train)
 
 SEED_NET = nash_seed((1, 8, 8), 10, widths=(8, 16, 16))
 
@@ -257,12 +258,68 @@ def test_training_with_crop_still_learns_digits(digits: Splits) -> None:
     assert results[-1].val_accuracy > 0.7
 
 
-def test_autocast_dtype_by_precision_and_device() -> None:
+def test_autocast_dtype_by_precision_and_device(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
-    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
-    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    native = training.cpu_has_native_bf16()
+    assert autocast_dtype("auto", cpu) is (torch.bfloat16 if native else None)
+    assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="precision='fp16'"):
         autocast_dtype("fp16", cpu)
+    # auto follows the CPU's bfloat16 instructions (emulated bfloat16 is not expected to pay)
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    assert autocast_dtype("auto", cpu) is torch.bfloat16 and autocast_dtype("fp32", cpu) is None
+
+
+def test_memory_format_by_setting_device_and_autocast() -> None:
+    cpu, cuda, cl, nchw = torch.device("cpu"), torch.device("cuda"), torch.channels_last, torch.contiguous_format
+    assert memory_format_of("auto", cpu, None) == cl and memory_format_of("auto", cpu, torch.bfloat16) == cl
+    assert memory_format_of("auto", cuda, torch.bfloat16) == cl and memory_format_of("auto", cuda, None) == nchw
+    assert memory_format_of("contiguous", cpu, torch.bfloat16) == nchw
+    assert memory_format_of("channels_last", cuda, None) == cl
+    with pytest.raises(ValueError, match="memory_format='nhwc'"):
+        memory_format_of("nhwc", cpu, None)
+
+
+@pytest.mark.parametrize(("precision", "memory_format", "layout"), [
+    ("auto", "auto", torch.channels_last),  # the CPU default
+    ("fp32", "contiguous", torch.contiguous_format),  # the loop as it was
+    ("bf16", "channels_last", torch.channels_last),
+])
+def test_cpu_layouts_reach_the_batches_and_the_module_comes_back_nchw(
+        digits: Splits, monkeypatch: pytest.MonkeyPatch, precision: str, memory_format: str,
+        layout: torch.memory_format) -> None:
+    net = fresh_net()
+    seen: list[tuple[bool, bool]] = []
+    original = type(net).forward
+
+    def spy(self, x):
+        conv = next(m for m in self.modules() if isinstance(m, nn.Conv2d))
+        seen.append((x.is_contiguous(memory_format=layout), conv.weight.is_contiguous(memory_format=layout)))
+        return original(self, x)
+
+    monkeypatch.setattr(type(net), "forward", spy)
+    train(net, digits.train_x[:256], digits.train_y[:256], Schedule(epochs=1, batch_size=64),
+          precision=precision, memory_format=memory_format)
+    assert seen == [(True, True)] * 4
+    assert all(p.is_contiguous() and p.dtype == torch.float32 for p in net.parameters())
+    assert all(v.is_contiguous() for v in net.state_dict().values())  # checkpoints keep the NCHW layout
+
+
+def test_the_cpu_default_is_reproducible_and_learns_like_the_old_loop(digits: Splits) -> None:
+    def run(**kwargs) -> tuple[nn.Module, list[EpochResult]]:
+        net = fresh_net()
+        return net, train(net, digits.train_x, digits.train_y, Schedule(epochs=4, seed=0),
+                          validation=(digits.val_x, digits.val_y), **kwargs)
+
+    default, again, old = run(), run(), run(precision="fp32", memory_format="contiguous")
+    assert all(torch.equal(a, b) for a, b in zip(default[0].state_dict().values(), again[0].state_dict().values()))
+    assert old[1][-1].val_accuracy > 0.8 and default[1][-1].val_accuracy > 0.8
+    assert abs(default[1][-1].val_accuracy - old[1][-1].val_accuracy) < 0.05
+    # channels-last alone changes only the order of float32 sums
+    nhwc = run(precision="fp32", memory_format="channels_last")
+    assert abs(nhwc[1][-1].train_loss - old[1][-1].train_loss) < 1e-3
 
 
 def test_bf16_autocast_on_the_cpu_trains_float32_weights(digits: Splits) -> None:

@@ -190,8 +190,29 @@ def test_augmentation_and_precision_settings_reach_the_training(trained_seed, ta
     assert all(v.is_contiguous() for v in stored[1].values())
 
 
+def test_precision_and_memory_format_settings_reach_the_training(trained_seed, task: TaskConfig, data,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from nni_nas_ext.trial_code import trial as trial_module
+
+    seen: list[tuple[str, str]] = []
+    original = trial_module.train
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["precision"], kwargs["memory_format"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "train", spy)
+    parent, _, _ = trained_seed
+    for i, t in enumerate((task, dataclasses.replace(task, precision="fp32", memory_format="contiguous"))):
+        cand = Candidate(candidate_id(parent.architecture, 95 + i), parent.architecture, None, 1, "train", False,
+                         "child", 1)
+        run_candidate(cand, dataclasses.replace(t, seed=2), ListReporter(), data=data)
+    assert seen == [("auto", "auto"), ("fp32", "contiguous")]
+
+
 @pytest.mark.parametrize(("kwargs", "fragment"), [
     ({"augment": "flip"}, "augment"), ({"precision": "fp16"}, "precision"), ({"crop_padding": 0}, "crop_padding"),
+    ({"memory_format": "nhwc"}, "memory_format"),
 ])
 def test_task_rejects_unknown_augmentation_and_precision(kwargs: dict, fragment: str) -> None:
     from nni_nas_ext.strategies.config import ConfigError

@@ -45,7 +45,8 @@ from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_con
 from .augment import AUGMENTATIONS, Augmentation
 from .checkpoints import CheckpointStore, checkpoint_dir_error
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
-from .training import PRECISIONS, EpochResult, Schedule, TrainingDiverged, evaluate, select_device, train
+from .training import (MEMORY_FORMATS, PRECISIONS, EpochResult, Schedule, TrainingDiverged, evaluate, select_device,
+                       train)
 
 __all__ = ["Reporter", "TaskConfig", "TrialFailed", "default_checkpoint_dir", "run_candidate", "train_from_scratch"]
 
@@ -101,7 +102,11 @@ class TaskConfig(Config):
                                              "side, 1 to 4")
     device: str = option("auto", choices=["auto", "cpu", "cuda"], doc="auto: CUDA when the trial has a GPU")
     precision: str = option("auto", choices=list(PRECISIONS),
-                            doc="auto: bfloat16 autocast and channels-last on a CUDA GPU, float32 on the CPU")
+                            doc="auto: bfloat16 autocast on a CUDA GPU and on a CPU with native bfloat16 "
+                                "(AVX512-BF16/AMX), float32 elsewhere; fp32: never autocast")
+    memory_format: str = option("auto", choices=list(MEMORY_FORMATS),
+                                doc="layout while training: auto = channels-last on the CPU and with autocast on "
+                                    "CUDA; contiguous (with precision fp32) is the loop before channels-last")
     threads: int = option(1, minimum=0, maximum=1024, doc="torch CPU threads per trial (0: torch's default)")
     seed: int = option(0, minimum=0, maximum=2**31 - 1, doc="base seed of initialisation and shuffling")
 
@@ -301,7 +306,7 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         epochs = train(module, x, y, task.schedule(candidate.epochs, seed=task.seed * 100_003 + serial),
                        validation=(val_x, val_y), on_epoch=on_epoch,
                        on_first_batch=lambda: first_batch.append(time.time()),
-                       augment=task.augmentation(data), precision=task.precision)
+                       augment=task.augmentation(data), precision=task.precision, memory_format=task.memory_format)
     except _StoppedEarly:
         epochs = history
     clock["train"] = round(time.time() - t, 4)  # the two below, and the reports to NNI
@@ -391,7 +396,8 @@ def train_from_scratch(build: Callable[[Splits], torch.nn.Module], task: TaskCon
         reporter.intermediate({"default": r.val_accuracy, "epoch": r.epoch, "train_loss": round(r.train_loss, 6)})
 
     t = time.time()
-    history = train(module, x, y, task.schedule(epochs, seed=seed), validation=(val_x, val_y), on_epoch=on_epoch)
+    history = train(module, x, y, task.schedule(epochs, seed=seed), validation=(val_x, val_y), on_epoch=on_epoch,
+                    precision=task.precision, memory_format=task.memory_format)
     clock["train"] = round(time.time() - t, 4)
     val_acc = evaluate(module, val_x, val_y)
     clock["total"] = round(time.time() - t_enter, 4)
