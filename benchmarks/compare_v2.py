@@ -319,6 +319,66 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finish(fig: Any, ax: Any, path: Path, *, legend: bool) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_best_val_vs_time(results: Mapping[str, Any], path: Path) -> None:
+    """Best validation accuracy so far against wall-clock minutes, one line per run, a colour per contestant."""
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in results["runs"] if r.get("status") == "finished" and r.get("trial_records")]
+    colours = compare._colours(sorted({r["contestant"] for r in runs}))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in runs:
+        curve = compare.best_so_far((t["elapsed_s"] / 60, t["val_acc"]) for t in r["trial_records"]
+                                    if t.get("outcome") == "ok" and t.get("elapsed_s") is not None)
+        if curve:
+            xs, ys = zip(*curve)
+            ax.step(xs, ys, where="post", color=colours[r["contestant"]], alpha=0.8,
+                    label=f"{r['contestant']} (seed {r['seed']})")
+    ax.set_xlabel("wall-clock minutes since nnictl create")
+    ax.set_ylabel("best validation accuracy so far")
+    ax.set_title(f"Search progress ({results['settings']['minutes']:g} min x {results['settings']['concurrency']} slots)")
+    _finish(fig, ax, path, legend=bool(runs))
+
+
+def plot_acc_vs_params(results: Mapping[str, Any], path: Path) -> None:
+    """Test accuracy of each run's returned network (filled) and retrained (hollow) against its parameters."""
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in results["runs"] if r.get("status") == "finished" and r.get("params")]
+    colours = compare._colours(sorted({r["contestant"] for r in runs}))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name in colours:
+        rs = [r for r in runs if r["contestant"] == name]
+        ax.scatter([r["params"] for r in rs], [r["test_acc"] for r in rs], color=colours[name], label=name)
+        ax.scatter([r["params"] for r in rs], [r["test_acc_retrained"] for r in rs], facecolors="none",
+                   edgecolors=colours[name])
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters of the returned network")
+    ax.set_ylabel("test accuracy (filled: inside the budget; hollow: retrained)")
+    _finish(fig, ax, path, legend=bool(runs))
+
+
+def write_report(results: Mapping[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    atomic_write(out / "summary.md", lambda h: h.write(summary_markdown(results).encode()), mode=0o644)
+    for name, plot in (("best_val_vs_time.png", plot_best_val_vs_time), ("acc_vs_params.png", plot_acc_vs_params)):
+        tmp = out / f".{name}.tmp.png"
+        plot(results, tmp)
+        tmp.replace(out / name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks/compare_v2.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--contestants", nargs="+", default=list(CONTESTANTS))
@@ -362,9 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["runs"] = [r for r in results["runs"] if (r["contestant"], r["seed"]) != (contestant, seed)]
             results["runs"].append(record)
             save(path, results)
-            atomic_write(out / "summary.md", lambda h: h.write(summary_markdown(results).encode()), mode=0o644)
-    atomic_write(out / "summary.md", lambda h: h.write(summary_markdown(results).encode()), mode=0o644)
-    compare._say(f"wrote {path} and {out / 'summary.md'}")
+            write_report(results, out)
+    write_report(results, out)
+    compare._say(f"wrote {path}, {out / 'summary.md'} and the plots")
     return 0 if all(r.get("status") == "finished" for r in results["runs"]) else 1
 
 

@@ -63,3 +63,14 @@ def test_summary_lists_contestants_and_paired_differences() -> None:
             for c, a in [("nash", 0.93), ("nni_random", 0.92)]]
     text = v2.summary_markdown({"settings": s.to_dict(), "runs": runs})
     assert "| nash | 1 | 0.9300 |" in text and "| nni_random | 1 | +1.00 |" in text
+
+
+def test_the_report_writes_summary_and_plots(tmp_path: Path) -> None:
+    s = v2.SettingsV2(minutes=30, dataset="digits")
+    trials = [{"outcome": "ok", "elapsed_s": 60.0 * i, "val_acc": 0.5 + 0.05 * i} for i in range(1, 5)]
+    runs = [{"contestant": c, "seed": 0, "status": "finished", "test_acc": a, "test_acc_retrained": a - 0.01,
+             "params": p, "trials": 4, "idle_cpu_fraction": 0.02, "key": f"{c}-seed0", "trial_records": trials}
+            for c, a, p in [("nash", 0.93, 90_000), ("nni_random", 0.92, 50_000)]]
+    v2.write_report({"settings": s.to_dict(), "runs": runs}, tmp_path)
+    for name in ("summary.md", "best_val_vs_time.png", "acc_vs_params.png"):
+        assert (tmp_path / name).stat().st_size > 1000 if name.endswith(".png") else (tmp_path / name).is_file()
