@@ -283,6 +283,20 @@ def load(path: Path, settings: SettingsV2) -> dict[str, Any]:
     return data
 
 
+def supersede(results: dict[str, Any], contestants: Sequence[str], why: str) -> list[str]:
+    """Move the finished runs of ``contestants`` from ``runs`` to ``superseded`` (with the reason, the time and
+    the commit that supersedes them), so that the harness runs them again; returns their keys."""
+    unknown = [c for c in contestants if c not in CONTESTANTS]
+    if unknown:
+        raise ValueError(unknown_name("contestant", unknown[0], list(CONTESTANTS)))
+    moved = [r for r in results["runs"] if r["contestant"] in contestants]
+    results["runs"] = [r for r in results["runs"] if r["contestant"] not in contestants]
+    note = {"why": why, "at": compare._now(), "by_commit": compare.environment().get("git_commit")}
+    results.setdefault("superseded", []).extend({**r, "superseded": note} for r in moved)
+    compare._say(f"superseded {len(moved)} run(s): {', '.join(r['key'] for r in moved) or 'none'} ({why})")
+    return [r["key"] for r in moved]
+
+
 def save(path: Path, results: Mapping[str, Any]) -> None:
     text = json.dumps(results, indent=1, allow_nan=False, default=str)
     atomic_write(path, lambda h: h.write(text.encode("utf-8")), mode=0o644)
@@ -313,6 +327,11 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
             mean = "–" if d["mean"] is None else f"{100 * d['mean']:+.2f}"
             std = "–" if d["std"] is None else f"{100 * d['std']:.2f}"
             lines.append(f"| {name} | {d['n']} | {mean} | {std} | {per} |")
+    old = results.get("superseded") or []
+    if old:
+        lines += ["", "Superseded runs (kept in `results.json` under `superseded`, not in the tables):", ""] + \
+            [f"- {r['key']} (test acc {r.get('test_acc')}, idle {r.get('idle_cpu_fraction', 0) or 0:.3f}): "
+             f"{r['superseded']['why']}" for r in old]
     problems = [r for r in results["runs"] if r.get("status") != "finished"]
     if problems:
         lines += ["", "Runs that did not finish:", ""] + [f"- {r['key']}: {r.get('error', '')[:300]}" for r in problems]
@@ -394,7 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=compare.ROOT / "benchmarks" / "results" / "fashion-mnist-60min")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--supersede", nargs="+", default=[], metavar="CONTESTANT",
+                   help="move these contestants' finished runs to `superseded` (kept, with --why) so that they run "
+                        "again, e.g. after a change of the contestant's code; never after looking at test results")
+    p.add_argument("--why", default=None, help="the reason recorded with --supersede (required with it)")
     args = p.parse_args(argv)
+    if args.supersede and not (args.why and args.why.strip()):
+        p.error("--supersede needs --why: the reason is recorded beside the superseded runs")
     try:
         settings = parse_config(SettingsV2, {
             "dataset": args.dataset, "limit": args.limit, "minutes": args.minutes, "epochs": args.epochs,
@@ -411,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
+    if args.supersede:
+        supersede(results, args.supersede, args.why.strip())
+        save(path, results)
     if not args.report_only:
         signal.signal(signal.SIGTERM, compare._raise_interrupt)
         done = {(r["contestant"], r["seed"]) for r in results["runs"] if r.get("status") == "finished"}

@@ -11,6 +11,17 @@ paper's synchronous steps (which :class:`~nni_nas_ext.strategies.nash.HillClimbi
   then children (``n_morphisms`` random morphisms, role ``child``). The incumbent is the successful
   candidate with the highest validation accuracy told so far (ties: the earlier); when it changes, the next
   proposals derive from the new one. So no slot idles while the slowest candidate of a step finishes.
+* **The paper's mix of children and continuations** (``children_first``, the default): from each incumbent,
+  ``n_neighbours - 1`` children are proposed before its continuation, the paper's step of ``n_neigh - 1``
+  children plus the retrained incumbent. (Proposing the continuation first, the older order, makes a
+  treadmill: a continuation has more training than its parent, so it nearly always becomes the new
+  incumbent and is continued at once; in a 60-CPU-minute Fashion-MNIST run 19 of 29 climbing trials were
+  continuations of the seed network, and the search mostly trained the seed longer.) The children are
+  compared with the incumbent's accuracy as told; the continuation, at the same number of epochs as the
+  children, arrives in the same async step, and the best of them all is the incumbent.
+* **No idle slot while the seed trains** (``seed_sibling``): a free slot trains a random morphism child
+  of the seed *from scratch* for ``epochs_seed`` epochs (role ``child``, no parent). If it is better than
+  the seed when the seed is told, it starts the climb instead. (Not in the paper.)
 * **A child budget.** At most ``max_children`` morphism children (default ``n_steps * (n_neighbours - 1)``,
   the sync schedule's number), at most ``n_neighbours - 1`` training at once when the caller gives no slot
   count.
@@ -30,7 +41,12 @@ paper's synchronous steps (which :class:`~nni_nas_ext.strategies.nash.HillClimbi
   far below its parent, so the parent's accuracy says nothing about it after one epoch.
 * **The final phase** is the ledger's: the winner continues from its own weights on train+val for
   ``epochs_final`` epochs and is tested once (role ``final``); the seed gets the same (``seed_final``,
-  with ``final_seed``, the default) on the slot the winner's final leaves free.
+  with ``final_seed``, the default) on the slot the winner's final leaves free. With a time budget the two
+  are scheduled so that no slot idles: the seed's final training starts on the first slot that frees after
+  climbing stopped (the winner may still change then; the seed does not), the winner's when the last
+  climbing trial is told, and each gets as many epochs as its cost estimate fits in the time left
+  (``final_fill``: the winner's up to ``3 * epochs_final``, the seed's to the deadline, as it starts
+  earlier and is usually smaller; else at most ``epochs_final``; at least one).
 
 Randomness: one generator (``config.seed``), drawn only when a child is proposed. Given the same results in
 the same order (and the same budgets), the same candidates are proposed; a restored state continues exactly.
@@ -62,8 +78,18 @@ STATE_VERSION = 1
 _CLIMB = "climb"
 #: train+val is larger than train: with the usual 20 % validation split, 1 / 0.8 = 1.25 times the data
 _TRAIN_VAL_FACTOR = 1.25
-#: margin on every cost estimate (the estimate comes from other networks' timings)
+#: margin on a cost estimate that comes from other networks' timings (scaled by MACs)
 _SAFETY = 1.15
+#: margin on a cost estimate from the same architecture's own measured epochs
+_SAFETY_MEASURED = 1.08
+#: seconds between a proposal and its trial's start, and by which NNI's ``execDuration`` may lag (NNI updates it
+#: on a timer; the trial is scheduled on a poll): added to every estimate
+_LATENCY = 5.0
+#: with ``final_fill``, a final training gets at most this many times ``epochs_final``
+_FINAL_FILL_MAX = 3
+#: the seed's final training starts while the last climbing trials run and fills its slot to the deadline (the
+#: seed is usually the smallest network, so it may take many more epochs than the winner's in that time)
+_SEED_FINAL_FILL_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,15 @@ class AsyncNashConfig(NashConfig):
             "the child restarts the cosine cycle at the full learning rate, which costs accuracy early on, "
             "and a 4,000-image validation split is noisy by ~0.5 points: only children that lost what they "
             "inherited stop")
+    children_first: bool = option(
+        True, doc="from each incumbent, propose n_neighbours - 1 children before its continuation (the paper's "
+                  "step); false: the continuation first (a treadmill that mostly trains the seed longer)")
+    seed_sibling: bool = option(
+        True, doc="while the seed trains, a free slot trains a random morphism child of the seed from scratch "
+                  "for epochs_seed epochs; the better of the two starts the climb (no idle slot at the start)")
+    final_fill: bool = option(
+        True, doc="with a time budget, give the final trainings as many epochs as fit in the time left (up to "
+                  "3 * epochs_final) so that the run ends at its deadline; false: at most epochs_final")
     final_seed: bool = option(
         True, doc="also train and test the seed in the final phase, on the slot the winner's final training "
                   "leaves free (the gain over the start, measured alike); false: the winner alone")
@@ -124,6 +159,8 @@ class AsyncHillClimbing(CandidateLedger):
         self._continued: list[str] = []      # incumbents whose continuation was proposed
         self._outstanding: list[str] = []    # proposed, not told (in proposal order)
         self._children = 0
+        self._proposed_from: dict[str, int] = {}  # children proposed from each incumbent
+        self._sibling: str | None = None          # the seed phase's child from scratch
         self._stop_reason: str | None = None
         self._propose_seed(self.config.epochs_seed)
         self._outstanding.append(self._seed_id)
@@ -132,7 +169,9 @@ class AsyncHillClimbing(CandidateLedger):
 
     def ask(self, budget: Budget | None = None) -> list[Candidate]:  # type: ignore[override]
         """Candidates to start now: up to ``budget.free_slots`` (else up to ``n_neighbours - 1`` running)."""
-        if self._phase == _CLIMB:
+        if self._phase == _SEED:
+            self._fill_seed_phase(budget)
+        elif self._phase == _CLIMB:
             self._fill(budget)
         return super().ask()
 
@@ -144,8 +183,13 @@ class AsyncHillClimbing(CandidateLedger):
         acc = self._val_acc(candidate_id)
         role = self._candidates[candidate_id].role
         if self._phase == _SEED:
-            if not self._fail_seed("climb"):
+            if candidate_id == self._seed_id and not self._fail_seed("climb"):
                 self._incumbent, self._phase = self._seed_id, _CLIMB
+                sibling = self._val_acc(self._sibling) if self._sibling is not None else None
+                if sibling is not None and sibling > (acc if acc is not None else -math.inf):
+                    logger.info("NASH-async: the seed's sibling %s (val acc %.4f) starts the climb", self._sibling,
+                                sibling)
+                    self._incumbent = self._sibling
         elif self._phase == _CLIMB and acc is not None and role in ("child", "incumbent") and \
                 not self._stopped_early(candidate_id):
             best = self._val_acc(self._incumbent) if self._incumbent is not None else None
@@ -165,6 +209,8 @@ class AsyncHillClimbing(CandidateLedger):
             "continued": list(self._continued),
             "outstanding": list(self._outstanding),
             "children": self._children,
+            "proposed_from": dict(self._proposed_from),
+            "sibling": self._sibling,
             "stop_reason": self._stop_reason,
             **self._state_tail(),
         }
@@ -175,7 +221,15 @@ class AsyncHillClimbing(CandidateLedger):
     def _load_extra(self, state: Mapping[str, Any], new: dict[str, Any]) -> set[str]:
         new["_outstanding"] = [str(c) for c in state["outstanding"]]
         new["_continued"] = [str(c) for c in state["continued"]]
-        return set(new["_outstanding"]) | set(new["_continued"])
+        proposed_from = state.get("proposed_from", {})  # absent in states of version 1 before children_first
+        if not isinstance(proposed_from, Mapping):
+            raise ValueError(f"state key 'proposed_from' must be a mapping of candidate ids to counts, "
+                             f"not {proposed_from!r}")
+        new["_proposed_from"] = {str(k): int(v) for k, v in proposed_from.items()}
+        sibling = state.get("sibling")
+        new["_sibling"] = None if sibling is None else str(sibling)
+        return set(new["_outstanding"]) | set(new["_continued"]) | set(new["_proposed_from"]) | \
+            ({new["_sibling"]} if new["_sibling"] is not None else set())
 
     def _load_finish(self, state: Mapping[str, Any], new: dict[str, Any]) -> None:
         new.update({"_incumbent": state["incumbent"], "_children": int(state["children"]),
@@ -224,6 +278,25 @@ class AsyncHillClimbing(CandidateLedger):
         limit = self.config.max_children
         return limit if limit is not None else self.config.n_steps * (self.config.n_neighbours - 1)
 
+    def _fill_seed_phase(self, budget: Budget | None) -> None:
+        """While the seed trains, a free slot trains a child of the seed from scratch (``seed_sibling``)."""
+        if not self.config.seed_sibling or self._sibling is not None or budget is None or budget.free_slots is None:
+            return
+        if budget.free_slots - len(self._unasked) <= 0:
+            return
+        if budget.trials_left is not None and \
+                budget.trials_left - len(self._unasked) <= 2 + (1 if self.config.final_seed else 0):
+            return  # the trials left are the climb's first and the final phase's
+        children, note = draw_children(self.seed_architecture, 1, self.config, self._morphisms, self._rng,
+                                       duplicate="the seed")
+        if not children:
+            logger.info("NASH-async: no sibling for the seed: %s", note)
+            return
+        sibling = self._propose(children[0], parent=None, epochs=self.config.epochs_seed, role="child")
+        self._sibling = sibling.id
+        self._children += 1
+        self._outstanding.append(sibling.id)
+
     def _fill(self, budget: Budget | None) -> None:
         assert self._incumbent is not None
         if budget is not None and budget.free_slots is not None:
@@ -236,7 +309,13 @@ class AsyncHillClimbing(CandidateLedger):
                 break
             self._outstanding.append(candidate.id)
             slots -= 1
-        if self._stop_reason is not None and not self._outstanding:
+        if self._stop_reason is None:
+            return
+        timed = budget is not None and budget.seconds_left is not None
+        climbing = [cid for cid in self._outstanding if self._candidates[cid].role != "seed_final"]
+        if timed and climbing and slots > 0 and self.config.final_seed and self._seed_final() is None:
+            self._start_seed_final(budget)  # the seed does not wait for the winner: no idle slot
+        if not climbing:
             self._start_final(budget)
 
     def _next(self, budget: Budget | None) -> Candidate | None:
@@ -244,43 +323,51 @@ class AsyncHillClimbing(CandidateLedger):
         incumbent = self._candidates[self._incumbent]  # type: ignore[index]
         parent = incumbent.id if self.config.inherit_weights else None
         epochs = self.config.epochs_neighbour
-        continuing = incumbent.id not in self._continued
-        if not continuing and self._children >= self._max_children():
-            self._stop(f"{self._children} children proposed (max_children={self._max_children()})")
-            return None
+        can_continue = incumbent.id not in self._continued
+        children_before = self.config.n_neighbours - 1 if self.config.children_first else 0
+        want_child = not can_continue or self._proposed_from.get(incumbent.id, 0) < children_before
+        if want_child and self._children >= self._max_children():
+            if not can_continue:
+                self._stop(f"{self._children} children proposed (max_children={self._max_children()})")
+                return None
+            want_child = False
         if budget is not None:
             trials_needed = 1 + (1 if self.config.final_seed else 0)
             if budget.trials_left is not None and budget.trials_left - len(self._unasked) <= trials_needed:
                 self._stop(f"{budget.trials_left} trial(s) left: kept for the final phase")
                 return None
         fits = self._fits(budget, epochs)
-        if continuing:
-            arch = incumbent.architecture.with_lineage(None)
-            why = fits(arch)
-            if why is not None:
-                self._stop(f"the incumbent's continuation {why}")
+        if want_child:
+            arch, why = self._draw_child(incumbent, fits)
+            if arch is not None:
+                self._children += 1
+                self._proposed_from[incumbent.id] = self._proposed_from.get(incumbent.id, 0) + 1
+                return self._propose(arch, parent=parent, epochs=epochs, role="child",
+                                     **self._early_stop_rule(epochs))
+            if not can_continue:
+                self._stop(why)
                 return None
-        else:
-            seen, arch, why = self._tried_from(incumbent.id), None, None
-            for _attempt in range(self.config.max_redraws):  # a child too costly for the time left is redrawn
-                children, note = draw_children(incumbent.architecture, 1, self.config, self._morphisms, self._rng,
-                                               seen=seen, duplicate="an architecture proposed from it before")
-                if not children:
-                    self._stop(f"no new child of {incumbent.id}: {note}")
-                    return None
-                seen.add(children[0].id)
-                why = fits(children[0])
-                if why is None:
-                    arch = children[0]
-                    break
-            if arch is None:
-                self._stop(f"no child of {incumbent.id} fits in {self.config.max_redraws} draws: the last {why}")
-                return None
-        if continuing:
-            self._continued.append(incumbent.id)
-            return self._propose(arch, parent=parent, epochs=epochs, role="incumbent")
-        self._children += 1
-        return self._propose(arch, parent=parent, epochs=epochs, role="child", **self._early_stop_rule(epochs))
+        arch = incumbent.architecture.with_lineage(None)
+        why = fits(arch)
+        if why is not None:
+            self._stop(f"the incumbent's continuation {why}")
+            return None
+        self._continued.append(incumbent.id)
+        return self._propose(arch, parent=parent, epochs=epochs, role="incumbent")
+
+    def _draw_child(self, incumbent: Candidate, fits: Any) -> tuple[Architecture | None, str]:
+        """A new child of the incumbent that fits the time left, or None and why not."""
+        seen, why = self._tried_from(incumbent.id), ""
+        for _attempt in range(self.config.max_redraws):  # a child too costly for the time left is redrawn
+            children, note = draw_children(incumbent.architecture, 1, self.config, self._morphisms, self._rng,
+                                           seen=seen, duplicate="an architecture proposed from it before")
+            if not children:
+                return None, f"no new child of {incumbent.id}: {note}"
+            seen.add(children[0].id)
+            why = fits(children[0])
+            if why is None:
+                return children[0], ""
+        return None, f"no child of {incumbent.id} fits in {self.config.max_redraws} draws: the last {why}"
 
     def _early_stop_rule(self, epochs: int) -> dict[str, Any]:
         """The rule a child of the incumbent carries (``stop_after``, ``stop_below``), or none (see the module
@@ -296,7 +383,7 @@ class AsyncHillClimbing(CandidateLedger):
         def check(arch: Architecture) -> str | None:
             if budget is None or budget.seconds_left is None:
                 return None
-            cost, reserve = self._estimate(arch, epochs), self._final_reserve()
+            cost, reserve = self._estimate(arch, epochs), self._final_reserve(arch)
             if cost is None or reserve is None or cost + reserve <= budget.seconds_left:
                 return None
             return (f"would need ~{cost:.0f} s and the final phase ~{reserve:.0f} s, but "
@@ -313,17 +400,26 @@ class AsyncHillClimbing(CandidateLedger):
         self._notes.append(f"climbing stopped: {reason}")
         logger.info("NASH-async: climbing stopped: %s", reason)
 
+    def _seed_final(self) -> str | None:
+        return next((cid for cid, c in self._candidates.items() if c.role == "seed_final"), None)
+
+    def _start_seed_final(self, budget: Budget | None) -> None:
+        seed = self._candidates[self._seed_id]
+        epochs = self._final_epochs(seed.architecture, budget, fill=_SEED_FINAL_FILL_MAX)
+        candidate = self._propose(seed.architecture, parent=seed.id, role="seed_final", epochs=epochs,
+                                  train_on="train+val", evaluate_test=True)
+        self._outstanding.append(candidate.id)
+
     def _start_final(self, budget: Budget | None) -> None:
+        """The winner's final training (and the seed's, if it has not started yet)."""
         assert self._incumbent is not None
-        epochs = self.config.epochs_final
-        if budget is not None and budget.seconds_left is not None:
-            epochs = self._final_epochs_that_fit(budget.seconds_left)
-        ids = self._propose_finals(self._incumbent, epochs)
-        if not self.config.final_seed:  # the ledger proposes the seed's too
-            seed_final = ids.pop()
-            del self._candidates[seed_final]
-            self._unasked.remove(seed_final)
-        self._outstanding.extend(ids)
+        winner = self._candidates[self._incumbent]
+        epochs = self._final_epochs(winner.architecture, budget)
+        final = self._propose(winner.architecture.with_lineage(None), parent=winner.id, role="final", epochs=epochs,
+                              train_on="train+val", evaluate_test=True)
+        self._outstanding.append(final.id)
+        if self.config.final_seed and self._seed_final() is None:
+            self._start_seed_final(budget)
         self._phase = _FINAL
 
     # ---- the cost model (from what trials reported; no clock here) --------------------------------------
@@ -353,30 +449,55 @@ class AsyncHillClimbing(CandidateLedger):
         return statistics.median(values) if values else 0.0
 
     def _estimate(self, arch: Architecture, epochs: int, data_factor: float = 1.0) -> float | None:
-        """Seconds a trial of ``arch`` for ``epochs`` would take: the incumbent's seconds per epoch scaled by
-        MACs (the nearest measured network), plus the median overhead; None before any measurement."""
+        """Seconds a trial of ``arch`` for ``epochs`` would take, plus the median overhead; None before any
+        measurement. Seconds per epoch: the architecture's own latest measurement (margin
+        ``_SAFETY_MEASURED``), else the incumbent's scaled by MACs (the nearest measured network; ``_SAFETY``)."""
+        own = self._measured_per_epoch(arch.id)
+        if own is not None:
+            return _LATENCY + _SAFETY_MEASURED * (self._overhead() + epochs * own * data_factor)
         ref = self._incumbent
         per_epoch = self._per_epoch(ref) if ref is not None else None
         if per_epoch is None:
             return None
         ref_macs = max(1, self._candidates[ref].architecture.num_macs())  # type: ignore[index]
         scaled = per_epoch * max(1, arch.num_macs()) / ref_macs
-        return _SAFETY * (self._overhead() + epochs * scaled * data_factor)
+        return _LATENCY + _SAFETY * (self._overhead() + epochs * scaled * data_factor)
 
-    def _final_reserve(self) -> float | None:
+    def _measured_per_epoch(self, arch_id: str) -> float | None:
+        """Seconds per epoch on the training split of the latest told trial of this architecture."""
+        for cid in reversed(list(self._results)):
+            c = self._candidates[cid]
+            if c.architecture.id == arch_id and c.train_on == "train":
+                per_epoch = self._per_epoch(cid)
+                if per_epoch is not None:
+                    return per_epoch
+        return None
+
+    def _final_reserve(self, candidate: Architecture) -> float | None:
+        """Seconds to keep for the final phase if ``candidate`` is trained: its own final training or the
+        incumbent's, whichever is costlier (the candidate may become the winner: a child too large for its
+        final training to fit is never started), side by side with the seed's if that has not started."""
         incumbent = self._candidates[self._incumbent]  # type: ignore[index]
         one = self._estimate(incumbent.architecture, self.config.epochs_final, _TRAIN_VAL_FACTOR)
-        if one is None:
+        own = self._estimate(candidate, self.config.epochs_final, _TRAIN_VAL_FACTOR)
+        if one is None or own is None:
             return None
-        if self.config.final_seed:
+        one = max(one, own)
+        if self.config.final_seed and self._seed_final() is None:
             seed = self._estimate(self.seed_architecture, self.config.epochs_final, _TRAIN_VAL_FACTOR)
             one = max(one, seed or 0.0)  # trained side by side, on two slots
         return one
 
-    def _final_epochs_that_fit(self, seconds_left: float) -> int:
-        incumbent = self._candidates[self._incumbent]  # type: ignore[index]
-        for epochs in range(self.config.epochs_final, 0, -1):
-            cost = self._estimate(incumbent.architecture, epochs, _TRAIN_VAL_FACTOR)
-            if cost is None or cost <= seconds_left:
-                return epochs
-        return 1
+    def _final_epochs(self, arch: Architecture, budget: Budget | None, fill: int = _FINAL_FILL_MAX) -> int:
+        """Epochs of a final training of ``arch``: ``epochs_final`` without a time budget, else as many as fit
+        in the time left (at most ``epochs_final``, or ``fill * epochs_final`` with ``final_fill``; at least 1)."""
+        if budget is None or budget.seconds_left is None:
+            return self.config.epochs_final
+        top = self.config.epochs_final * (fill if self.config.final_fill else 1)
+        one, two = self._estimate(arch, 1, _TRAIN_VAL_FACTOR), self._estimate(arch, 2, _TRAIN_VAL_FACTOR)
+        if one is None or two is None:
+            return self.config.epochs_final
+        per_epoch, fixed = two - one, 2 * one - two  # the estimate is affine in the epochs
+        if per_epoch <= 0:
+            return top
+        return int(min(top, max(1, math.floor((budget.seconds_left - fixed) / per_epoch))))

@@ -74,3 +74,26 @@ def test_the_report_writes_summary_and_plots(tmp_path: Path) -> None:
     v2.write_report({"settings": s.to_dict(), "runs": runs}, tmp_path)
     for name in ("summary.md", "best_val_vs_time.png", "acc_vs_params.png"):
         assert (tmp_path / name).stat().st_size > 1000 if name.endswith(".png") else (tmp_path / name).is_file()
+
+
+def test_supersede_keeps_the_old_runs_with_the_reason_and_reruns_them() -> None:
+    s = v2.SettingsV2(minutes=30, dataset="digits")
+    runs = [{"contestant": c, "seed": 0, "status": "finished", "test_acc": a, "test_acc_retrained": a,
+             "params": 1000, "trials": 12, "idle_cpu_fraction": 0.1, "key": f"{c}-seed0"}
+            for c, a in [("nash", 0.93), ("nni_random", 0.92)]]
+    results = {"settings": s.to_dict(), "runs": runs}
+    assert v2.supersede(results, ["nash"], "the schedule changed") == ["nash-seed0"]
+    assert [r["contestant"] for r in results["runs"]] == ["nni_random"]
+    (old,) = results["superseded"]
+    assert old["test_acc"] == 0.93 and old["superseded"]["why"] == "the schedule changed"
+    text = v2.summary_markdown(results)
+    assert "Superseded runs" in text and "nash-seed0 (test acc 0.93, idle 0.100): the schedule changed" in text
+    assert "| nash |" not in text
+    with pytest.raises(ValueError, match="nash_scratch"):
+        v2.supersede(results, ["nash_scrach"], "typo")
+
+
+def test_supersede_needs_a_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        v2.main(["--supersede", "nash", "--report-only"])
+    assert exc.value.code == 2 and "--supersede needs --why" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nni_nas_ext.strategies import AsyncHillClimbing, Budget, Candidate, create_strategy
+from nni_nas_ext.strategies import AsyncHillClimbing, Budget, Candidate, create_strategy, nash_async
 from test_nash import SEED_ARCH, fake_accuracy
 
 CONFIG = {"n_morphisms": 2, "epochs_seed": 4, "epochs_neighbour": 2, "epochs_final": 6, "n_steps": 1000,
@@ -130,7 +130,7 @@ def test_trials_are_kept_for_the_final_phase() -> None:
     (seed,) = strategy.ask(Budget(free_slots=1, trials_left=4))
     strategy.tell(seed.id, result_of(seed, seconds_of(seed)))
     first = strategy.ask(Budget(free_slots=1, trials_left=3))
-    assert [c.role for c in first] == ["incumbent"]
+    assert [c.role for c in first] == ["child"]
     strategy.tell(first[0].id, result_of(first[0], seconds_of(first[0])))
     last = strategy.ask(Budget(free_slots=1, trials_left=2))  # the winner's and the seed's final trainings
     assert [c.role for c in last] == ["final", "seed_final"]
@@ -202,8 +202,10 @@ def stopping_trial(c: Candidate) -> tuple[float, dict[str, Any]]:
 def test_children_alone_carry_the_rule_from_their_parents_accuracy() -> None:
     run = simulate(CONFIG, seconds=600.0, trial=stopping_trial)
     strategy: AsyncHillClimbing = run["strategy"]
-    children = [c for _, _, c in run["starts"] if c.role == "child"]
+    sibling = strategy._sibling  # the seed phase's child from scratch: no parent, no rule
+    children = [c for _, _, c in run["starts"] if c.role == "child" and c.id != sibling]
     assert children and all(c.stop_after == 1 for c in children)
+    assert strategy._candidates[sibling].stop_after is None and strategy._candidates[sibling].parent is None
     for c in children:
         parent_acc = strategy._results[c.parent]["default"]
         assert c.stop_below == pytest.approx(min(1.0, parent_acc - 0.05), abs=1e-6)  # fake accuracies pass 1
@@ -221,10 +223,11 @@ def test_no_rule_when_disabled_as_long_as_the_cycle_or_without_inheritance(chang
 
 
 def test_an_early_stopped_child_never_becomes_the_incumbent_and_is_counted() -> None:
-    strategy = AsyncHillClimbing(SEED_ARCH, CONFIG)
+    strategy = AsyncHillClimbing(SEED_ARCH, {**CONFIG, "children_first": False})
     (seed,) = strategy.ask()
     strategy.tell(seed.id, result_of(seed, seconds_of(seed)))
     (continuation,) = strategy.ask(Budget(free_slots=1))
+    assert continuation.role == "incumbent"
     strategy.tell(continuation.id, result_of(continuation, seconds_of(continuation)))
     incumbent = strategy.incumbent
     (child,) = strategy.ask(Budget(free_slots=1))
@@ -294,3 +297,60 @@ def test_candidate_rule_round_trip_and_old_candidates_unchanged() -> None:
     ]:
         with pytest.raises(ValueError, match=pattern):
             Candidate.from_dict(bad)
+
+
+def _final_seconds(c: Candidate, epochs: int) -> float:
+    """The fake wall time of a final training of ``c``'s architecture for ``epochs``."""
+    final = Candidate(c.id, c.architecture, c.id, epochs, "train+val", True, "final", 0)
+    return seconds_of(final)
+
+
+def test_no_slot_idles_from_the_start_to_the_final_phase() -> None:
+    for budget in (600.0, 900.0):
+        run = simulate(CONFIG, seconds=budget)
+        starts, strategy = run["starts"], run["strategy"]
+        # the seed phase: a child of the seed, from scratch, on the other slot
+        (seed_start, _, seed), (sibling_start, _, sibling) = starts[:2]
+        assert (seed.role, sibling.role, seed_start, sibling_start) == ("seed", "child", 0.0, 0.0)
+        assert sibling.parent is None and sibling.epochs == seed.epochs and sibling.stop_after is None
+        assert sibling.architecture.id != seed.architecture.id and sibling.id == strategy._sibling
+        # the seed's final training starts on the first slot free after climbing stopped, the winner's on the
+        # last; both end at most one of their epochs (plus the estimate's margin) before the deadline
+        finals = {c.role: (start, end, c) for start, end, c in starts if c.role in ("final", "seed_final")}
+        assert finals["seed_final"][0] == pytest.approx(run["stopped_at"])
+        last_climb_end = max(end for _, end, c in starts if c.role not in ("final", "seed_final"))
+        assert finals["final"][0] == pytest.approx(last_climb_end) and finals["final"][0] >= finals["seed_final"][0]
+        assert busy_fraction(starts, 0.0, finals["final"][0], 2) == pytest.approx(1.0)
+        for start, end, c in finals.values():
+            epoch = _final_seconds(c, 2) - _final_seconds(c, 1)
+            slack = epoch + nash_async._SAFETY_MEASURED * (end - start) - (end - start) + nash_async._LATENCY
+            assert end <= budget and budget - end <= 1.1 * slack, (c.role, end)
+        assert busy_fraction(starts, 0.0, budget, 2) >= 0.9
+
+
+def test_children_come_before_their_parents_continuation_as_in_the_papers_step() -> None:
+    for children_first in (True, False):
+        # no time budget: no child is refused for time (then the continuation would come early, by design)
+        run = simulate({**CONFIG, "children_first": children_first, "max_children": 30}, seconds=None)
+        order = [c for _, _, c in run["starts"] if c.role in ("child", "incumbent") and c.parent is not None]
+        continued = [c for c in order if c.role == "incumbent"]
+        assert continued
+        for cont in continued:
+            before = [c for c in order[:order.index(cont)] if c.role == "child" and c.parent == cont.parent]
+            if children_first:  # n_neighbours - 1 children of an incumbent, then its continuation
+                assert len(before) == CONFIG["n_neighbours"] - 1, cont.id
+            else:  # the continuation first
+                assert before == [], cont.id
+        if children_first:
+            children = [c for c in order if c.role == "child"]
+            assert len(children) >= 2 * len(continued)
+
+
+def test_no_child_starts_whose_own_final_training_would_not_fit() -> None:
+    """A child may become the winner: it starts only if it and then its own final training (``epochs_final``)
+    fit in the time left, even when it is much larger than the incumbent."""
+    for budget in (400.0, 900.0, 1200.0):  # budgets where the older guard (the incumbent's final) let one start
+        run = simulate(CONFIG, seconds=budget)
+        for start, end, c in run["starts"]:
+            if c.role in ("child", "incumbent") and c.parent is not None:
+                assert end + _final_seconds(c, CONFIG["epochs_final"]) <= budget, (c.id, start, end)
