@@ -44,7 +44,7 @@ PIP_FILTER := sed -u '/is ignored: it is neither a file nor a directory/d'
 PORT ?= 8080
 CONFIG ?= config.yml
 
-.PHONY: help venv nni-fix browser test demo bench lock clean distclean
+.PHONY: help venv nni-fix browser fashion-mnist-data test demo bench lock clean distclean
 
 help:
 	@sed -n '3,8s/^# \{0,1\}//p' Makefile
@@ -84,6 +84,18 @@ browser:
 	  echo ">> could not install chromium; the browser test will fail: run 'sudo apt-get install chromium'"; \
 	else echo ">> /usr/bin/chromium missing: run 'sudo apt-get install chromium' for the portal's browser test"; fi
 
+# Fashion-MNIST (examples/fashion-mnist.yml, the benchmarks) comes from Debian's dataset-fashion-mnist: installed
+# when missing and this user may (root), as chromium above; otherwise the command to run is printed.
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+fashion-mnist-data:
+	@if [ -d $(FASHION_MNIST_DIR) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo ">> installing Debian's dataset-fashion-mnist (apt-get, 30 MB)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1; } || \
+	  { echo ">> could not install dataset-fashion-mnist: run 'sudo apt-get install dataset-fashion-mnist'" >&2; exit 1; }; \
+	else echo ">> Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' (or set dataset_root)" >&2; exit 1; fi
+
 # Screenshots of the portal (browser test) land in tests/output/ (not committed).
 ARTIFACTS ?= $(CURDIR)/tests/output
 
@@ -92,6 +104,7 @@ test: venv nni-fix browser
 
 # The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner.
 demo: venv nni-fix
+	@if grep -qE '^[^#]*dataset:[[:space:]]*fashion-mnist' $(CONFIG) && ! grep -qE '^[^#]*dataset_root:' $(CONFIG); then $(MAKE) --no-print-directory fashion-mnist-data; fi
 	@$(VENV_PY) -m nni_nas_ext setup
 	@$(VENV_PY) -m nni_nas_ext run --config $(CONFIG) --port $(PORT)
 
@@ -111,7 +124,7 @@ COMPARE_OUT ?= benchmarks/results/$(DATASET)
 LIMIT ?=
 COMPARE_ARGS ?=
 .PHONY: compare
-compare: venv nni-fix
+compare: venv nni-fix $(if $(filter fashion-mnist,$(DATASET)),fashion-mnist-data)
 	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare.py --contestants $(CONTESTANTS) --minutes $(MINUTES) \
 	  --seeds $(SEEDS) --dataset $(DATASET) --out $(COMPARE_OUT) $(if $(LIMIT),--limit $(LIMIT)) $(COMPARE_ARGS)
 
@@ -119,7 +132,7 @@ compare: venv nni-fix
 # network inside the budget; resumes. make compare-v2 COMPARE_V2_ARGS="--seeds 0 --contestants nash nni_random"
 COMPARE_V2_ARGS ?=
 .PHONY: compare-v2
-compare-v2: venv nni-fix
+compare-v2: venv nni-fix fashion-mnist-data
 	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare_v2.py $(COMPARE_V2_ARGS)
 
 # Re-resolve the lock: scratch venv, top-level requirements + the project itself, freeze everything.

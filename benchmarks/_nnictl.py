@@ -26,9 +26,11 @@ from typing import Any
 
 import yaml
 
+from nni_nas_ext.console import ANSI as _ANSI
+from nni_nas_ext.console import nnictl_env
+
 __all__ = ["NnictlFailed", "PrivateExperiment", "free_port", "lean_trial_command", "nas_trial_command", "private_experiment", "venv_python"]
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class NnictlFailed(RuntimeError):
@@ -91,9 +93,9 @@ class PrivateExperiment:
         for folder in (home, nni_config):
             folder.mkdir(parents=True, exist_ok=True)
         bin_dir = str(Path(venv_python()).parent)
-        self.env = {**os.environ, "HOME": str(home), "NNI_CONFIG_DIR": str(nni_config),
-                    "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
-                    "OMP_NUM_THREADS": str(max(1, threads)), "MKL_NUM_THREADS": str(max(1, threads))}
+        self.env = nnictl_env({**os.environ, "HOME": str(home), "NNI_CONFIG_DIR": str(nni_config),
+                               "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
+                               "OMP_NUM_THREADS": str(max(1, threads)), "MKL_NUM_THREADS": str(max(1, threads))})
         self.config_path = self.root / "config.yml"
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
         self.nnictl = str(Path(bin_dir) / "nnictl")

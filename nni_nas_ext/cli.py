@@ -33,6 +33,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
+from .console import ANSI, nnictl_env, plain, quiet_broken_pipe
 from .results import SearchResults
 
 __all__ = ["main"]
@@ -91,8 +92,9 @@ def follow(port: int, *, timeout: float, poll: float = 3.0, out: Any = sys.stdou
                 params = f", {r['params']} params" if "params" in r else ""
                 seconds = (r.get("timings") or {}).get("process_total")
                 took = f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-                print(f"  trial {tid}: {state}  {_what(r)}: val acc {_fmt(r.get('default'))}{test}{params}{extra}"
-                      f"{took}", file=out, flush=True)
+                val = (f"trained on train+val (val acc before: {_fmt(r.get('default'))})"
+                       if r.get("train_on") == "train+val" else f"val acc {_fmt(r.get('default'))}")
+                print(f"  trial {tid}: {state}  {_what(r)}: {val}{test}{params}{extra}{took}", file=out, flush=True)
         if status in _TERMINAL or (status == "NO_MORE_TRIAL" and trials and all(
                 t.get("status") not in ("WAITING", "RUNNING") for t in trials) and len(seen) == len(trials)):
             return status
@@ -174,6 +176,10 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, metadata: dict[str, Any] 
 
     store = CheckpointStore(checkpoint.resolve().parent)
     loaded = store.load(checkpoint.stem)
+    if metadata is None:  # what the checkpoint's own result says
+        result = loaded.meta.get("result") if isinstance(loaded.meta.get("result"), dict) else {}
+        metadata = {"candidate": result.get("candidate"), "preprocessing": result.get("normalisation"),
+                    "note": "feed the model raw pixels transformed as 'preprocessing' says, as in training"}
     return export_model(loaded.architecture, loaded.state_dict, out_dir, metadata=metadata)
 
 
@@ -256,15 +262,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cmd = [_nnictl(), "create", "--config", str(config), "--port", str(args.port)]
     print("$", " ".join(cmd), flush=True)
     # the listening address, for the plugin's patch of NNI's manager (nni_patch)
-    env = {**os.environ, "NNI_NAS_EXT_HOST": args.host}
+    env = nnictl_env({**os.environ, "NNI_NAS_EXT_HOST": args.host})
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
-    print(proc.stdout.strip(), file=sys.stdout, flush=True)
+    print(plain(proc.stdout.strip()), file=sys.stdout, flush=True)
     if proc.returncode != 0 or "ERROR" in proc.stdout:
-        print(proc.stderr.strip(), file=sys.stderr)
+        print(plain(proc.stderr.strip(), sys.stderr), file=sys.stderr)
         print("error: nnictl create failed (see above)", file=sys.stderr)
         return 1
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)  # nnictl colours its output
-    match = re.search(r"Experiment ID:\s*(\w+)", plain)
+    match = re.search(r"Experiment ID:\s*(\w+)", ANSI.sub("", proc.stdout))  # nnictl colours its output
     exp_id = match.group(1) if match else "?"
     url = _url(host, args.port)
     print(f"\nweb portal: {url}  (experiment {exp_id})\nfollowing the trials ...", flush=True)
@@ -287,7 +292,8 @@ def _report_error(port: int, host: str, exp_id: str, *, keep: bool) -> int:
               f"`{_nnictl()} stop {exp_id}`", file=sys.stderr)
         return 1
     args = ["stop", exp_id] if exp_id != "?" else ["stop", "--port", str(port)]
-    proc = subprocess.run([_nnictl(), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    proc = subprocess.run([_nnictl(), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=nnictl_env())
     outcome = "stopped" if proc.returncode == 0 else f"`nnictl stop` failed: {proc.stderr.strip()[-300:]}"
     print(f"experiment {exp_id}: {outcome} (keep a failed experiment for inspection with --keep-on-error)",
           file=sys.stderr)
@@ -360,12 +366,14 @@ def _finish(port: int, export_dir: str | None, *, host: str = "127.0.0.1") -> in
     if not checkpoint:
         print("no winner to export (no trial finished)")
         return 1
+    from .export import EXPORT_FILES
+
     out = Path(export_dir) if export_dir else Path(checkpoint).resolve().parent.parent / "export"
     final = results.winner_final or {}
     path = export_checkpoint(Path(checkpoint), out, metadata={
-        "normalisation": final.get("normalisation"), "summary": summary,
-        "note": "inputs are normalised per channel: (x / scale - mean) / std, as in training"})
-    print(f"\nexported the winner to {path}: architecture.json, state_dict.pt, model.torchscript.pt\n"
+        "preprocessing": final.get("normalisation"), "summary": summary,
+        "note": "feed the model raw pixels transformed as 'preprocessing' says, as in training"})
+    print(f"\nexported the winner to {path}: {', '.join(EXPORT_FILES)}\n"
           f"  load it without NNI: from nni_nas_ext.export import load_exported; model = load_exported({str(path)!r})\n"
           f"  or with torch alone: torch.jit.load({str(path / 'model.torchscript.pt')!r})")
     return 0
@@ -387,38 +395,80 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     if args.checkpoint:
+        from .export import EXPORT_FILES
+
         out = export_checkpoint(Path(args.checkpoint), Path(args.out or "export"))
-        print(f"exported {args.checkpoint} to {out}")
+        print(f"exported {args.checkpoint} to {out}: {', '.join(EXPORT_FILES)}")
         return 0
     return _finish(args.port, args.out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nni_nas_ext", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup", help="fix NNI 3.0's parameter pairing and register our tuners with nnictl")
-    run = sub.add_parser("run", help="nnictl create, follow, summarise, export")
-    run.add_argument("--config", default="config.yml")
-    run.add_argument("--port", type=int, default=8080)
-    run.add_argument("--timeout", type=float, default=1800, help="seconds to follow before giving up")
-    run.add_argument("--export-dir", default=None, help="default: <experiment folder>/export")
-    run.add_argument("--host", default="127.0.0.1",
-                     help="address the portal and REST API listen on; 0.0.0.0 exposes NNI's unauthenticated REST "
-                          "API to the network (see README 'Security')")
+_EXAMPLES = """\
+examples:
+  python -m nni_nas_ext setup                          # once per environment (what `make venv` runs)
+  python -m nni_nas_ext run --config config.yml        # the main job (what `make demo` runs)
+  python -m nni_nas_ext run --config examples/fashion-mnist.yml --port 8081 --export-dir winner
+  python -m nni_nas_ext follow --port 8080             # watch a search started elsewhere
+  python -m nni_nas_ext summary --port 8080 --json | head -c 400
+  python -m nni_nas_ext export --checkpoint <experiment folder>/checkpoints/<candidate>.pt --out winner
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every command and option, with its help (``--help`` shows examples)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m nni_nas_ext", description=__doc__.split("\n")[0],
+                                     epilog=_EXAMPLES, formatter_class=fmt)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=fmt)
+
+    def port(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--port", type=int, default=8080, metavar="N",
+                       help=f"port of the experiment's portal and REST API {what} (default: 8080)")
+
+    command("setup", "fix NNI 3.0's parameter pairing and register our tuners with nnictl (idempotent)",
+            "python -m nni_nas_ext setup")
+    run = command("run", "check a config, nnictl create it, follow the trials, summarise and export the winner",
+                  "python -m nni_nas_ext run --config examples/fashion-mnist.yml --port 8081")
+    run.add_argument("--config", default="config.yml", metavar="FILE",
+                     help="the experiment's YAML config, checked before anything starts (default: config.yml)")
+    port(run, "to start")
+    run.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
+                     help="seconds to follow the trials before giving up; the experiment keeps running "
+                          "(default: 1800)")
+    run.add_argument("--export-dir", default=None, metavar="DIR",
+                     help="where to export the winner (default: <experiment folder>/export)")
+    run.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                     help="address the portal and REST API listen on (default: 127.0.0.1); 0.0.0.0 exposes "
+                          "NNI's unauthenticated REST API to the network (see README 'Security')")
     run.add_argument("--keep-on-error", action="store_true",
                      help="leave an experiment that ended in ERROR running (default: print the dispatcher's "
                           "error and stop it)")
-    fol = sub.add_parser("follow", help="follow a running experiment")
-    fol.add_argument("--port", type=int, default=8080)
-    fol.add_argument("--timeout", type=float, default=1800)
-    summ = sub.add_parser("summary", help="summary of an experiment")
-    summ.add_argument("--port", type=int, default=8080)
-    summ.add_argument("--json", action="store_true")
-    exp = sub.add_parser("export", help="export the winner (--port) or a checkpoint (--checkpoint)")
-    exp.add_argument("--port", type=int, default=8080)
-    exp.add_argument("--checkpoint", default=None)
-    exp.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+    fol = command("follow", "print each trial of a running experiment as it ends, until the search is over",
+                  "python -m nni_nas_ext follow --port 8080 --timeout 600")
+    port(fol, "to follow")
+    fol.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
+                     help="seconds to follow before giving up (default: 1800)")
+    summ = command("summary", "print the seed's and the winner's figures of an experiment, running or done",
+                   "python -m nni_nas_ext summary --port 8080 --json")
+    port(summ, "to read")
+    summ.add_argument("--json", action="store_true", help="also print the summary as JSON (for scripts)")
+    exp = command("export", "export the winner of an experiment (--port) or any checkpoint (--checkpoint) "
+                            "as architecture.json, state_dict.pt, model.torchscript.pt and export.json",
+                  "python -m nni_nas_ext export --checkpoint <experiment folder>/checkpoints/<candidate>.pt --out winner")
+    port(exp, "whose winner to export (ignored with --checkpoint)")
+    exp.add_argument("--checkpoint", default=None, metavar="FILE",
+                     help="export this checkpoint (a <candidate>.pt file of a search's checkpoint folder) instead")
+    exp.add_argument("--out", default=None, metavar="DIR",
+                     help="the export folder (default: ./export with --checkpoint, else <experiment folder>/export)")
+    return parser
+
+
+@quiet_broken_pipe
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     handler = {"setup": _cmd_setup, "run": _cmd_run, "follow": _cmd_follow, "summary": _cmd_summary,
                "export": _cmd_export}[args.command]
     return handler(args)

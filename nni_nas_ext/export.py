@@ -27,12 +27,14 @@ from torch import nn
 from nni_nas_ext.atomic import atomic_write
 from nni_nas_ext.core import Architecture, build_module
 
-__all__ = ["ARCHITECTURE_FILE", "METADATA_FILE", "STATE_FILE", "TORCHSCRIPT_FILE", "export_model", "load_exported"]
+__all__ = ["ARCHITECTURE_FILE", "EXPORT_FILES", "METADATA_FILE", "STATE_FILE", "TORCHSCRIPT_FILE", "export_model", "load_exported"]
 
 ARCHITECTURE_FILE = "architecture.json"
 STATE_FILE = "state_dict.pt"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 METADATA_FILE = "export.json"
+#: every file an export writes, in the order listed above
+EXPORT_FILES = (ARCHITECTURE_FILE, STATE_FILE, TORCHSCRIPT_FILE, METADATA_FILE)
 
 
 def export_model(architecture: Architecture, state_dict: Mapping[str, torch.Tensor], out_dir: str | os.PathLike[str],

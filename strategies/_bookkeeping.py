@@ -47,8 +47,10 @@ def _accuracy(result: Mapping[str, Any], key: str = "default") -> float | None:
     return float(value)
 
 
-def _failure_of(result: Any, failure: str | None) -> str | None:
-    """Why a report counts as a failure, or ``None`` for a success (a finite ``"default"``)."""
+def _failure_of(result: Any, failure: str | None, key: str = "default") -> str | None:
+    """Why a report counts as a failure, or ``None`` for a success (a finite number under ``key``:
+    ``"default"``, the validation accuracy; ``"test_acc"`` for a final training, which saw the validation
+    images and so reports no validation accuracy)."""
     if failure is not None:
         return str(failure) or "failed (no reason given)"
     if result is None:
@@ -57,8 +59,8 @@ def _failure_of(result: Any, failure: str | None) -> str | None:
         return f"the result is not a mapping but a {type(result).__name__}"
     if result.get("failed"):
         return str(result["failed"])
-    if _accuracy(result) is None:
-        return f"the result has no finite number as 'default' (got {result.get('default')!r})"
+    if _accuracy(result, key) is None:
+        return f"the result has no finite number as {key!r} (got {result.get(key)!r})"
     return None
 
 
@@ -164,7 +166,7 @@ class CandidateLedger:
         """Record a candidate's final result (``result["default"]`` = validation accuracy) or its failure.
 
         A result whose ``"failed"`` key is set (the trial's failure report), or without a finite
-        ``"default"``, counts as a failure. Returns ``False`` (with a warning, never raising) for an unknown
+        ``"default"`` (``"test_acc"`` for a candidate trained on train+val: a final), counts as a failure. Returns ``False`` (with a warning, never raising) for an unknown
         candidate, a second report for the same one, or a result naming another candidate.
         """
         name, log = self.log_name, self.logger
@@ -178,7 +180,8 @@ class CandidateLedger:
             log.warning("%s: ignoring a result for %s that names candidate %r", name, candidate_id,
                         result.get("candidate"))
             return False
-        reason = _failure_of(result, failure)
+        reason = _failure_of(result, failure,
+                             "test_acc" if self._candidates[candidate_id].train_on == "train+val" else "default")
         if reason is None:
             self._results[candidate_id] = _json_copy(result)
         else:
@@ -252,11 +255,22 @@ class CandidateLedger:
     def _propose_finals(self, winner_id: str, epochs: int | None = None) -> list[str]:
         """The final phase: the winner (role ``final``) and the seed (``seed_final``) on train+val, tested,
         for ``epochs`` (default ``config.epochs_final``)."""
-        winner, seed = self._candidates[winner_id], self._candidates[self._seed_id]
-        common = {"epochs": self.config.epochs_final if epochs is None else epochs, "train_on": "train+val",
-                  "evaluate_test": True}
-        return [self._propose(winner.architecture.with_lineage(None), parent=winner.id, role="final", **common).id,
-                self._propose(seed.architecture, parent=seed.id, role="seed_final", **common).id]
+        return [self._propose_final(winner_id, epochs).id, self._propose_seed_final(epochs).id]
+
+    def _propose_final(self, winner_id: str, epochs: int | None = None) -> Candidate:
+        """The winner's final training (role ``final``): its own weights on train+val, tested once."""
+        winner = self._candidates[winner_id]
+        return self._propose(winner.architecture.with_lineage(None), parent=winner.id, role="final",
+                             **self._final_args(epochs))
+
+    def _propose_seed_final(self, epochs: int | None = None) -> Candidate:
+        """The seed trained alike (role ``seed_final``): the gain over the start, measured the same way."""
+        seed = self._candidates[self._seed_id]
+        return self._propose(seed.architecture, parent=seed.id, role="seed_final", **self._final_args(epochs))
+
+    def _final_args(self, epochs: int | None) -> dict[str, Any]:
+        return {"epochs": self.config.epochs_final if epochs is None else epochs,  # type: ignore[attr-defined]
+                "train_on": "train+val", "evaluate_test": True}
 
     def _fail_seed(self, what: str) -> bool:
         """If the seed failed: record why and stop the search (``True``); else ``False``."""

@@ -102,6 +102,9 @@ class Candidate:
             raise ValueError(f"Candidate.train_on must be one of {list(TRAIN_ON)}, but got {self.train_on!r}")
         if not isinstance(self.evaluate_test, bool):
             raise ValueError(f"Candidate.evaluate_test must be true or false, but got {self.evaluate_test!r}")
+        if self.train_on == "train+val" and not self.evaluate_test:
+            raise ValueError("Candidate.train_on 'train+val' needs evaluate_test true: a training that sees the "
+                             "validation images has only the test images left to report on")
         if self.role not in ROLES:
             raise ValueError(f"Candidate.role must be one of {list(ROLES)}, but got {self.role!r}")
         self._check_stop_rule()

@@ -284,8 +284,7 @@ class AsyncHillClimbing(CandidateLedger):
             return
         if budget.free_slots - len(self._unasked) <= 0:
             return
-        if budget.trials_left is not None and \
-                budget.trials_left - len(self._unasked) <= 2 + (1 if self.config.final_seed else 0):
+        if self._trials_short(budget, 1):
             return  # the trials left are the climb's first and the final phase's
         children, note = draw_children(self.seed_architecture, 1, self.config, self._morphisms, self._rng,
                                        duplicate="the seed")
@@ -331,11 +330,9 @@ class AsyncHillClimbing(CandidateLedger):
                 self._stop(f"{self._children} children proposed (max_children={self._max_children()})")
                 return None
             want_child = False
-        if budget is not None:
-            trials_needed = 1 + (1 if self.config.final_seed else 0)
-            if budget.trials_left is not None and budget.trials_left - len(self._unasked) <= trials_needed:
-                self._stop(f"{budget.trials_left} trial(s) left: kept for the final phase")
-                return None
+        if self._trials_short(budget, 0):
+            self._stop(f"{budget.trials_left} trial(s) left: kept for the final phase")  # type: ignore[union-attr]
+            return None
         fits = self._fits(budget, epochs)
         if want_child:
             arch, why = self._draw_child(incumbent, fits)
@@ -395,6 +392,14 @@ class AsyncHillClimbing(CandidateLedger):
         return {c.architecture.id for c in self._candidates.values() if c.parent == parent_id} | \
             {self._candidates[parent_id].architecture.id}
 
+    def _trials_short(self, budget: Budget | None, more: int) -> bool:
+        """Whether proposing one more trial would leave fewer than the final phase's trials (the winner's and,
+        with ``final_seed``, the seed's) plus ``more`` of NNI's ``maxTrialNumber``."""
+        if budget is None or budget.trials_left is None:
+            return False
+        keep = 1 + (1 if self.config.final_seed else 0) + more
+        return budget.trials_left - len(self._unasked) <= keep
+
     def _stop(self, reason: str) -> None:
         self._stop_reason = reason
         self._notes.append(f"climbing stopped: {reason}")
@@ -406,18 +411,14 @@ class AsyncHillClimbing(CandidateLedger):
     def _start_seed_final(self, budget: Budget | None) -> None:
         seed = self._candidates[self._seed_id]
         epochs = self._final_epochs(seed.architecture, budget, fill=_SEED_FINAL_FILL_MAX)
-        candidate = self._propose(seed.architecture, parent=seed.id, role="seed_final", epochs=epochs,
-                                  train_on="train+val", evaluate_test=True)
-        self._outstanding.append(candidate.id)
+        self._outstanding.append(self._propose_seed_final(epochs).id)
 
     def _start_final(self, budget: Budget | None) -> None:
         """The winner's final training (and the seed's, if it has not started yet)."""
         assert self._incumbent is not None
         winner = self._candidates[self._incumbent]
         epochs = self._final_epochs(winner.architecture, budget)
-        final = self._propose(winner.architecture.with_lineage(None), parent=winner.id, role="final", epochs=epochs,
-                              train_on="train+val", evaluate_test=True)
-        self._outstanding.append(final.id)
+        self._outstanding.append(self._propose_final(winner.id, epochs).id)
         if self.config.final_seed and self._seed_final() is None:
             self._start_seed_final(budget)
         self._phase = _FINAL

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from nni_nas_ext.core.mbconv import MBConvSuperNet, SuperNetSpace, mobilenet_v2
+from nni_nas_ext.core.mbconv import MBConvSuperNet, SuperNetSpace, build_network, mobilenet_v2
+from nni_nas_ext.core.remap import remap_to_supernet
 from nni_nas_ext.strategies.config import ConfigError, parse_config
 from nni_nas_ext.strategies.fna_adaptation import (
     AdaptationConfig, BinaryGateMixer, adapt, alpha_gradient, expected_madds, rescale_pair,
@@ -141,14 +142,46 @@ def test_a_huge_lambda_derives_a_cheaper_architecture_than_lambda_zero() -> None
     assert derived[1e4] < derived[0.0]
 
 
-def test_a_tiny_run_decreases_the_loss_and_reports_every_epoch() -> None:
-    space, net, data = _tiny()
+def _remapped(seed: int = 0) -> tuple[SuperNetSpace, MBConvSuperNet, tuple[torch.Tensor, ...]]:
+    """FNA's starting point on a tiny task: a seed network trained briefly (64 steps on the first 256 images),
+    remapped into the super-network (Fang et al. 2020, sec. 3.2); 384 images to adapt on, 128 to validate.
+    Class ``k`` adds ``k`` to every pixel: learnable by a network that ends in global pooling."""
+    seed_arch = mobilenet_v2(4, 0.25, 8, 1, dropout=0.0)
+    space = SuperNetSpace(seed_arch, max_layers=2, kernels=(3, 5), expansions=(3, 6))
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(768, 1, 8, 8, generator=gen)
+    y = torch.randint(0, 4, (768,), generator=gen)
+    x += y.view(-1, 1, 1, 1).float()
+    torch.manual_seed(seed)
+    seed_net = build_network(seed_arch)
+    opt = torch.optim.SGD(seed_net.parameters(), lr=0.02, momentum=0.9)
+    seed_net.train()
+    for _ in range(64):
+        batch = torch.randint(0, 256, (16,), generator=gen)
+        loss = nn.functional.cross_entropy(seed_net(x[batch]), y[batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net = MBConvSuperNet(space)
+    net.load_state_dict(remap_to_supernet(seed_arch, seed_net.state_dict(), space))
+    return space, net, (x[256:640], y[256:640], x[640:], y[640:])
+
+
+def test_a_tiny_run_learns_and_reports_every_epoch() -> None:
+    # What was asserted before (issue 13): the epoch-6 weight loss of a *randomly initialised* super-network
+    # below epoch 1's, with 2 weight steps an epoch. Measured on 12 seeds: a coin flip (3-6 of 12 failed, on
+    # Intel and AMD alike), and still 1 of 12 with 16 steps an epoch: every weight step trains a freshly
+    # sampled path through 12 slots of 4-5 ops, so from random weights the loss rises above chance for 2-3
+    # epochs (at FNA's lr with momentum 0.9; plain training of one path learns the same task in 96 steps) and
+    # an epoch's mean loss is noise. FNA starts from a trained seed, remapped; from there every one of 24 runs
+    # (12 seeds x 1 and 2 threads) ended with the derived network at 0.79-1.0 validation accuracy (chance 0.25).
+    space, net, data = _remapped()
     seen = []
-    result = adapt(net, space, *data, _config(epochs=6, warmup_epochs=2, weight_lr=0.05), on_epoch=seen.append)
+    result = adapt(net, space, *data, _config(epochs=6, warmup_epochs=2), on_epoch=seen.append)
     assert [h.epoch for h in seen] == [1, 2, 3, 4, 5, 6]
     assert [h.arch_updates for h in seen] == [False, False, True, True, True, True]
     assert seen[0].arch_loss is None and seen[-1].arch_loss is not None
-    assert seen[-1].weight_loss < seen[0].weight_loss
+    assert seen[-1].val_acc >= 0.7  # the derived network, far above chance (0.25)
     assert result.architecture == space.derive(result.choice)
     assert result.history[-1].derived_madds == result.architecture.num_madds()
     for probs in result.probabilities.values():

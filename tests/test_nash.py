@@ -248,9 +248,24 @@ def tell_all(strategy: HillClimbing, accs: list[Any]) -> list[Candidate]:
     for c, acc in zip(asked, accs):
         if isinstance(acc, str):
             strategy.tell(c.id, None, failure=acc)
+        elif c.train_on == "train+val":  # a final training reports what a trial reports: no validation accuracy
+            strategy.tell(c.id, {"test_acc": acc, "candidate": c.id})
         else:
             strategy.tell(c.id, {"default": acc, "candidate": c.id})
     return asked
+
+
+def test_a_final_counts_by_its_test_accuracy_not_by_a_validation_figure() -> None:
+    strategy = nash(n_steps=1)
+    tell_all(strategy, [0.3])
+    tell_all(strategy, [0.4, 0.5, 0.6])
+    final, seed_final = strategy.ask()
+    assert final.train_on == seed_final.train_on == "train+val" and final.evaluate_test
+    strategy.tell(final.id, {"default": 0.99, "candidate": final.id})  # saw the validation images: no figure
+    strategy.tell(seed_final.id, {"test_acc": 0.7, "candidate": seed_final.id})
+    summary = strategy.summary()
+    assert "'test_acc'" in {f["candidate"]: f for f in summary["failures"]}[final.id]["reason"]
+    assert summary["seed"]["test_acc"] == 0.7 and summary["winner"]["test_acc"] is None
 
 
 def test_best_is_kept_and_ties_go_to_the_first_proposed() -> None:

@@ -5,9 +5,11 @@ session fixture ``nash_experiment`` (tests/conftest.py: a real ``nnictl create``
 SUCCEEDED). Everything asserted comes from the RENDERED pages; the REST API only says what to expect.
 
 - Overview (``/oview``): the experiment, DONE, 9 succeeded trials, the best metric, and the top-trials table
-  with every trial id and its default validation accuracy.
-- Trials detail (``/detail``): one row per trial, SUCCEEDED, its accuracy as ``0.857639 (FINAL)``; the best
-  trial's row expanded shows its parameters, where the architecture NNI recorded for it is visible: the
+  with every trial id and its default validation accuracy, the search's winner first (the two final
+  trainings train on the validation images: their ``default`` is that of the weights they started from).
+- Trials detail (``/detail``): one row per trial, SUCCEEDED, its accuracy as ``0.857639 (FINAL)``; the
+  ``summary`` column, added as a person adds it, shows each trial's one-line summary; the
+  winner's row expanded shows its parameters, where the architecture NNI recorded for it is visible: the
   candidate id and every node id of its graph (``conv1``, ...).
 
 Full-page screenshots of both pages are written to the test's tmp folder and, when the environment variable
@@ -127,7 +129,19 @@ def test_the_portal_shows_the_trials_their_accuracies_and_an_architecture(nash_e
     assert len(trials) == N_TRIALS and {t["status"] for t in trials} == {"SUCCEEDED"}, nash_experiment.diagnostics()
     finals = nash_experiment.final_metrics()
     accuracy = {t["trialJobId"]: finals[t["trialJobId"]]["default"] for t in trials}
-    best = max(accuracy, key=accuracy.__getitem__)
+    # the two final trainings train on the validation images: their "default" is the validation accuracy of
+    # the weights they started from (their parent's own), so the portal never ranks them above the winner
+    by_candidate = {finals[t]["candidate"]: t for t in accuracy}
+    final_trials = [t for t in accuracy if finals[t]["train_on"] == "train+val"]
+    assert sorted(finals[t]["role"] for t in final_trials) == ["final", "seed_final"]
+    for t in final_trials:
+        assert 0 < finals[t]["test_acc"] <= 1
+        assert abs(accuracy[t] - accuracy[by_candidate[finals[t]["parent"]]]) < 1e-9, finals[t]
+    winner_final = next(t for t in final_trials if finals[t]["role"] == "final")
+    winner = by_candidate[finals[winner_final]["parent"]]
+    best_value = max(accuracy.values())
+    assert accuracy[winner] == best_value, (winner, accuracy)  # the search's winner is the best trial
+    best = winner
     candidate = _candidate_in(nash_experiment.trial_parameters()[best])
     assert candidate is not None and candidate["id"] == finals[best]["candidate"], (best, candidate)
     node_ids = [node["id"] for node in candidate["architecture"]["nodes"]]
@@ -156,6 +170,8 @@ def test_the_portal_shows_the_trials_their_accuracies_and_an_architecture(nash_e
             expect(page.get_by_text(f"{N_TRIALS}/{N_TRIALS}", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
             top_rows = page.locator('[data-automationid="DetailsRow"]')
             expect(top_rows).to_have_count(N_TRIALS, timeout=TIMEOUT_MS)  # "Top trials": 10 shown, 9 exist
+            # the portal crowns the search's winner (or its final training, which carries the winner's figure)
+            expect(top_rows.first).to_contain_text(re.compile(f"{winner}|{winner_final}"))
             for trial_id, value in accuracy.items():
                 row = top_rows.filter(has_text=trial_id)
                 expect(row).to_have_count(1, timeout=TIMEOUT_MS)
@@ -173,6 +189,19 @@ def test_the_portal_shows_the_trials_their_accuracies_and_an_architecture(nash_e
                 expect(row).to_have_count(1, timeout=TIMEOUT_MS)
                 expect(row).to_contain_text("SUCCEEDED")
                 expect(row).to_contain_text(f"{portal_accuracy(value)} (FINAL)")
+
+            # a person adds the one-line summary as a column: every trial says what it trained
+            page.get_by_role("button", name="Add/Remove columns").click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog.get_by_text("Customize columns")).to_be_visible()
+            box = dialog.get_by_role("checkbox", name="summary (metric)", exact=True)  # a result key
+            dialog.locator("label").filter(has_text=re.compile(r"summary \(metric\)$")).click()  # as a person clicks
+            expect(box).to_be_checked()
+            dialog.get_by_role("button", name="Save").click()
+            expect(page.get_by_role("columnheader", name=re.compile(r"^summary"))).to_be_visible(timeout=TIMEOUT_MS)
+            for trial_id in (winner, winner_final):
+                expect(rows.filter(has_text=trial_id)).to_contain_text(finals[trial_id]["summary"])
+            assert finals[winner]["summary"].startswith(("child: conv", "incumbent: conv", "seed: conv"))
 
             # a person clicks the chevron of the best trial's row: its Parameters tab opens
             rows.filter(has_text=best).locator('[data-icon-name="ChevronRight"]').click()

@@ -19,7 +19,8 @@ from nni_nas_ext.strategies.candidate import Candidate, candidate_id
 from nni_nas_ext.trial_code.checkpoints import CheckpointStore
 from nni_nas_ext.trial_code.datasets import load_dataset
 from nni_nas_ext.trial_code.trial import TaskConfig, TrialFailed, run_candidate
-from nni_nas_ext.cli import export_checkpoint
+from nni_nas_ext.cli import export_checkpoint, main
+from nni_nas_ext.export import EXPORT_FILES
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +76,33 @@ def test_final_training_uses_train_and_val_and_evaluates_test(trained_seed, task
     parent, _, _ = trained_seed
     final = Candidate(candidate_id(parent.architecture, 50), parent.architecture, parent.id, 1, "train+val", True,
                       "final", 2)
-    result = run_candidate(final, task, ListReporter(), data=data)
+    reporter = ListReporter()
+    result = run_candidate(final, task, reporter, data=data)
     assert 0.0 <= result["test_acc"] <= 1.0 and result["train_on"] == "train+val"
     assert result["preservation_error"] is None and result["morphisms"] == []
+    # it trains on the validation images: its "default" (what NNI's portal ranks by) stays the validation accuracy
+    # of the weights it started from, the parent's own, never one measured on images it trained on
+    _, parent_result, _ = trained_seed
+    assert result["default"] == result["start_val_acc"]
+    assert abs(result["default"] - parent_result["default"]) <= 1 / len(data.val_y) + 1e-12
+    assert [(r["epoch"], r["default"]) for r in reporter.intermediates] == [(1, result["start_val_acc"])]
+    assert result["summary"].startswith("final (train+val): conv3x3-")
+    assert result["lineage"] == f"continues {parent.id}"
+
+
+def test_every_trial_says_in_one_line_what_it_trained(trained_seed, task: TaskConfig, data) -> None:
+    parent, parent_result, _ = trained_seed
+    assert parent_result["summary"] == \
+        f"seed: {' > '.join(['conv3x3-8', 'maxpool', 'conv3x3-16', 'maxpool', 'conv3x3-16', 'gap', 'fc-10'])} | " \
+        f"{parent.architecture.num_parameters():,} params"
+    assert parent_result["lineage"] == "from scratch"
+    chain = random_chain(parent.architecture, [create_morphism("widen")], 1, np.random.default_rng(3))
+    child = Candidate(candidate_id(chain.child, 80), chain.child, parent.id, 1, "train", False, "child", 1)
+    result = run_candidate(child, task, ListReporter(), data=data)
+    step = chain.child.lineage.steps[0].describe()
+    assert result["summary"].startswith("child: conv3x3-") and result["summary"].endswith(f" params | {step}")
+    assert result["lineage"] == f"{parent.id} + {step}"
+    assert len(result["summary"]) < 200
 
 
 def test_divergence_is_reported_as_a_failure_then_raised(trained_seed, task: TaskConfig, data) -> None:
@@ -121,7 +146,31 @@ def test_export_gives_identical_predictions_without_nni(trained_seed, task: Task
         assert torch.equal(rebuilt(x), scripted(x))
         accuracy = float((rebuilt(data.val_x).argmax(1) == data.val_y).float().mean())
     assert accuracy == pytest.approx(result["default"], abs=1e-6)
-    assert json.loads((out / "export.json").read_text())["architecture_id"] == parent.architecture.id
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["architecture_id"] == parent.architecture.id and meta["candidate"] == parent.id
+
+
+def test_the_export_command_names_every_file_it_writes(trained_seed, task: TaskConfig, tmp_path, capsys) -> None:
+    parent, _, _ = trained_seed
+    checkpoint = CheckpointStore(task.checkpoint_dir).path(parent.id)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "winner")]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "winner").iterdir()) == sorted(EXPORT_FILES)
+    assert all(name in printed for name in EXPORT_FILES), printed
+
+
+def test_export_json_says_how_to_feed_raw_pixels(trained_seed, task: TaskConfig, data, tmp_path) -> None:
+    parent, _, _ = trained_seed
+    out = export_checkpoint(CheckpointStore(task.checkpoint_dir).path(parent.id), tmp_path / "export")
+    pre = json.loads((out / "export.json").read_text())["preprocessing"]
+    assert pre["scale"] == 16.0 and pre["input_shape"] == [1, 8, 8] and len(pre["classes"]) == 10
+    mean, std = torch.tensor(pre["mean"]).view(1, -1, 1, 1), torch.tensor(pre["std"]).view(1, -1, 1, 1)
+    raw = ((data.val_x[:64] * std + mean) * pre["scale"]).round()  # the digits' stored pixels: 0..16
+    assert raw.min() >= 0 and raw.max() <= 16
+    fed = (raw / pre["scale"] - mean) / std  # the recorded formula, applied by someone without our code
+    model = load_exported(out)
+    with torch.no_grad():
+        assert torch.equal(model(fed).argmax(1), model(data.val_x[:64]).argmax(1))
 
 
 def test_results_follow_parents_from_self_describing_metrics() -> None:

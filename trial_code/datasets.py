@@ -232,6 +232,9 @@ class Splits:
     mean, std
         Per-channel mean and standard deviation of the training images before normalisation (a
         constant channel gets std 1, so it is only centred).
+    scale
+        The raw pixels' full scale (255 for 8-bit images, 16 for scikit-learn's digits): raw values are
+        divided by it before normalisation (:meth:`preprocessing`).
     """
 
     spec: DatasetSpec
@@ -246,6 +249,17 @@ class Splits:
     classes: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    scale: float = 1.0
+
+    def preprocessing(self) -> dict[str, Any]:
+        """Everything that turns the dataset's raw pixels into the network's input, as plain JSON: enough to
+        feed an exported model raw data without reading this code."""
+        return {
+            "input": "float32 N x C x H x W, raw pixel values as stored by the dataset (e.g. 0..255)",
+            "scale": self.scale, "mean": list(self.mean), "std": list(self.std),
+            "formula": "x = (raw / scale - mean[c]) / std[c] for each channel c",
+            "input_shape": list(self.input_shape), "classes": list(self.classes),
+        }
 
     @property
     def num_classes(self) -> int:
@@ -313,6 +327,7 @@ def load_dataset(spec: DatasetSpec) -> Splits:
         classes=raw.classes,
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
+        scale=float(raw.scale),
     )
 
 

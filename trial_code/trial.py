@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Optional, Protocol
 
 import torch
 
-from nni_nas_ext.core import Architecture, build_module, preservation_error, replay
+from nni_nas_ext.core import Architecture, build_module, preservation_error, replay, summarize
 from nni_nas_ext.strategies.candidate import Candidate
 from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
 
@@ -275,13 +275,14 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     val_x, val_y = data.val_x.to(device), data.val_y.to(device)
     start_val_acc = None
     t = time.time()
-    if candidate.parent is not None:
+    if candidate.parent is not None or candidate.train_on == "train+val":  # a final's "default" (below)
         start_val_acc = evaluate(module, val_x, val_y)
         _log.info("validation accuracy before training: %.4f", start_val_acc)
     clock["start_evaluate"] = round(time.time() - t, 4)
 
     # ---- training: one cosine cycle --------------------------------------------------------------------
-    if candidate.train_on == "train+val":
+    seen_val = candidate.train_on == "train+val"
+    if seen_val:
         x = torch.cat([data.train_x, data.val_x]).to(device)
         y = torch.cat([data.train_y, data.val_y]).to(device)
     else:
@@ -294,9 +295,12 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         _log.info("epoch %d/%d: loss %.4f, train acc %.4f, val acc %.4f (%.2f s)", r.epoch, candidate.epochs,
                   r.train_loss, r.train_accuracy, r.val_accuracy if r.val_accuracy is not None else math.nan,
                   r.seconds)
-        reporter.intermediate({"default": r.val_accuracy, "candidate": candidate.id, "epoch": r.epoch,
-                               "train_loss": round(r.train_loss, 6)})
-        if r.epoch < candidate.epochs and candidate.stops_early(r.epoch, r.val_accuracy):
+        # a final training sees the validation images: its "default" stays the validation accuracy of the weights
+        # it started from (measured before; NNI needs a number), never one measured on images it trained on
+        reporter.intermediate({"default": start_val_acc if seen_val else r.val_accuracy, "candidate": candidate.id,
+                               "epoch": r.epoch, "train_loss": round(r.train_loss, 6)})
+        if r.epoch < candidate.epochs and r.val_accuracy is not None and \
+                candidate.stops_early(r.epoch, r.val_accuracy):
             _log.info("early stop after epoch %d: val acc %.4f < %.4f (the parent's final minus the margin)",
                       r.epoch, r.val_accuracy, candidate.stop_below)
             raise _StoppedEarly
@@ -304,7 +308,7 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     t = time.time()
     try:
         epochs = train(module, x, y, task.schedule(candidate.epochs, seed=task.seed * 100_003 + serial),
-                       validation=(val_x, val_y), on_epoch=on_epoch,
+                       validation=None if seen_val else (val_x, val_y), on_epoch=on_epoch,
                        on_first_batch=lambda: first_batch.append(time.time()),
                        augment=task.augmentation(data), precision=task.precision, memory_format=task.memory_format)
     except _StoppedEarly:
@@ -319,14 +323,23 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     # ---- evaluation ------------------------------------------------------------------------------------
     t = time.time()
     # the last epoch's validation saw these very weights (evaluate is deterministic): not computed twice
-    val_acc = epochs[-1].val_accuracy if epochs and epochs[-1].val_accuracy is not None else \
-        evaluate(module, val_x, val_y)
+    if seen_val:
+        val_acc = None
+    elif epochs and epochs[-1].val_accuracy is not None:
+        val_acc = epochs[-1].val_accuracy
+    else:
+        val_acc = evaluate(module, val_x, val_y)
     test_acc = evaluate(module, data.test_x.to(device), data.test_y.to(device)) if candidate.evaluate_test else None
     clock["evaluate"] = round(time.time() - t, 4)
 
     # ---- checkpoint (holding the result, for re-runs), then the final result ----------------------------
-    result: dict[str, Any] = {
-        "default": val_acc,
+    # "default" (NNI's ranking metric, the portal's accuracy column) is a validation accuracy on images the
+    # weights had not trained on: for a final training, which trains on them, that of the weights it started
+    # from (the winner's own), so the portal never ranks it above the winner; its figure is "test_acc"
+    result: dict[str, Any] = {"default": start_val_acc if seen_val else val_acc}
+    result.update({
+        "summary": trial_summary(candidate, arch, applied),
+        "lineage": trial_lineage(candidate, applied),
         "candidate": candidate.id,
         "arch_id": arch.id,
         "role": candidate.role,
@@ -342,9 +355,9 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         "early_stopped": len(epochs) < candidate.epochs,
         "train_on": candidate.train_on,
         "checkpoint": str(store.path(candidate.id)),
-        "normalisation": {"mean": list(data.mean), "std": list(data.std)},
+        "normalisation": data.preprocessing(),
         "timings": clock,
-    }
+    })
     if test_acc is not None:
         result["test_acc"] = test_acc
     t = time.time()
@@ -354,10 +367,27 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     clock["checkpoint"] = round(time.time() - t, 4)
     clock["total"] = round(time.time() - t_enter, 4)
     clock["process_total"] = round(time.time() - started, 4)
-    _log.info("final: val acc %.4f%s; timings %s", val_acc,
+    _log.info("final: val acc %s%s; timings %s", "-" if val_acc is None else f"{val_acc:.4f}",
               f", test acc {test_acc:.4f}" if test_acc is not None else "", clock)
     reporter.final(result)
     return result
+
+
+def trial_lineage(candidate: Candidate, applied: list[str]) -> str:
+    """Where a trial's weights came from, in a few words (the portal's ``lineage`` column)."""
+    if candidate.parent is None:
+        return "from scratch"
+    if applied:
+        return f"{candidate.parent} + {', '.join(applied)}"
+    return f"continues {candidate.parent}"
+
+
+def trial_summary(candidate: Candidate, arch: Architecture, applied: list[str]) -> str:
+    """One line for the portal's trial table: the role, the layers, the parameters and the morphisms applied,
+    e.g. ``child: conv3x3-32 > maxpool > conv3x3-64 > ... > fc-10 | 94,186 params | widen(node=conv2, ...)``."""
+    role = f"{candidate.role} (train+val)" if candidate.train_on == "train+val" else candidate.role
+    text = f"{role}: {summarize(arch)}"
+    return f"{text} | {', '.join(applied)}" if applied else text
 
 
 def train_from_scratch(build: Callable[[Splits], torch.nn.Module], task: TaskConfig, epochs: int, reporter: Reporter, *,
@@ -409,7 +439,7 @@ def train_from_scratch(build: Callable[[Splits], torch.nn.Module], task: TaskCon
         "train_on": "train",
         "train_loss": round(history[-1].train_loss, 6) if history else None,
         "sequence": sequence,
-        "normalisation": {"mean": list(data.mean), "std": list(data.std)},
+        "normalisation": data.preprocessing(),
         "timings": clock,
     }
     _log.info("final: val acc %.4f, %d parameters; timings %s", val_acc, params, clock)

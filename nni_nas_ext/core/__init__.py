@@ -18,6 +18,7 @@ from .morphisms import (
     create_morphism, list_morphisms, random_chain, replay,
 )
 from .preservation import PreservationError, max_output_difference, preservation_error
+from .summary import summarize
 from .mbconv import (
     EXPANSIONS, KERNELS, MBConvArchitecture, MBConvNetwork, MBConvOp, MBConvSuperNet, MixedLayer, Stage,
     SuperNetSpace, build_network, mobilenet_v2, state_dict_to_torchvision, torchvision_architecture,
@@ -32,7 +33,7 @@ __all__ = [
     "ConcatSkip", "Deepen", "GraphBuilder", "Lineage", "Morphism", "MorphismError", "MorphismResult", "Node",
     "PreservationError", "Step", "WeightTransform", "Widen", "WidenKernel", "activation_moments",
     "build_module", "create_morphism", "list_morphisms", "max_output_difference", "preservation_error",
-    "random_chain", "replay", "state_key",
+    "random_chain", "replay", "state_key", "summarize",
 ]
 __all__ += [
     "EXPANSIONS", "KERNELS", "MBConvArchitecture", "MBConvNetwork", "MBConvOp", "MBConvSuperNet", "MixedLayer",

@@ -62,6 +62,7 @@ from nni.runtime.tuner_command_channel import CommandType
 from nni.utils import ClassArgsValidator
 
 from nni_nas_ext.atomic import atomic_write
+from nni_nas_ext.console import nnictl_env
 from nni_nas_ext.wire import encode_trial, experiment_key_path, load_or_create_key
 
 if TYPE_CHECKING:
@@ -1073,9 +1074,7 @@ def _nnictl_command() -> list[str]:
 
 
 def _nnictl(args: list[str], env: Mapping[str, str] | None) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
+    full_env = nnictl_env({**os.environ, **(env or {})})
     return subprocess.run(_nnictl_command() + args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=full_env, timeout=120)
 
