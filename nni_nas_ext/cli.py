@@ -38,6 +38,8 @@ from .results import SearchResults
 
 __all__ = ["main"]
 
+#: what export.json says of its "preprocessing" entry
+_EXPORT_NOTE = "feed the model raw pixels transformed as 'preprocessing' says, as in training"
 _TERMINAL = {"DONE", "ERROR", "STOPPED", "STOPPING", "VIEWED"}
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
@@ -179,7 +181,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, metadata: dict[str, Any] 
     if metadata is None:  # what the checkpoint's own result says
         result = loaded.meta.get("result") if isinstance(loaded.meta.get("result"), dict) else {}
         metadata = {"candidate": result.get("candidate"), "preprocessing": result.get("normalisation"),
-                    "note": "feed the model raw pixels transformed as 'preprocessing' says, as in training"}
+                    "note": _EXPORT_NOTE}
     return export_model(loaded.architecture, loaded.state_dict, out_dir, metadata=metadata)
 
 
@@ -372,7 +374,7 @@ def _finish(port: int, export_dir: str | None, *, host: str = "127.0.0.1") -> in
     final = results.winner_final or {}
     path = export_checkpoint(Path(checkpoint), out, metadata={
         "preprocessing": final.get("normalisation"), "summary": summary,
-        "note": "feed the model raw pixels transformed as 'preprocessing' says, as in training"})
+        "note": _EXPORT_NOTE})
     print(f"\nexported the winner to {path}: {', '.join(EXPORT_FILES)}\n"
           f"  load it without NNI: from nni_nas_ext.export import load_exported; model = load_exported({str(path)!r})\n"
           f"  or with torch alone: torch.jit.load({str(path / 'model.torchscript.pt')!r})")

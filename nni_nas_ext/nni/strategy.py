@@ -178,11 +178,8 @@ class MorphismStrategy(Strategy):
         """
         with self._lock:
             if sort:
-                # finals first (they saw the validation images: no "default"; ranked by their test accuracy)
                 ids = sorted(self._results, key=lambda c: (self._results[c].get("role") == "final",
-                                                           _number(self._results[c].get("default",
-                                                                                        self._results[c].get("test_acc")))),
-                             reverse=True)
+                                                           self._results[c]["default"]), reverse=True)
             else:
                 ids = list(self._candidates)
             chosen = [self._candidates[c] for c in ids if c in self._candidates][:limit]
@@ -210,10 +207,3 @@ class MorphismStrategy(Strategy):
                 _log.info("restored with %d candidate(s) pending: %s re-run by NNI, %s handed out again",
                           len(pending), [c for c in pending if c not in unsubmitted] or "none", unsubmitted or "none")
             self.mismatches = [tuple(m) for m in state_dict.get("mismatches", [])]  # type: ignore[misc]
-
-
-def _number(value: Any) -> float:
-    """``value`` as a sort key: a finite number, else below every accuracy."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return float("-inf")
-    return float(value)
