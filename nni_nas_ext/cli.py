@@ -5,7 +5,7 @@ Commands
 ``setup``   apply the NNI 3.0 parameter-pairing fix (idempotent; says what it did) and register our
             strategies as nnictl builtin tuners (``nnictl algo register``).
 ``run``     check the config (YAML, NNI's schema, our tuner's classArgs, datasets, checkpoint_dir:
-            :mod:`nni_nas_ext.preflight`; exit 2 on a problem), ``nnictl create --config FILE`` (listening on
+            :mod:`nni_nas_ext.nni.preflight`; exit 2 on a problem), ``nnictl create --config FILE`` (listening on
             ``--host``, 127.0.0.1 by default), print the portal's URL, follow the trials until the search
             ends, then print the seed's and the winner's accuracies, the winner's size and lineage, and
             export the winner. An experiment that ends in ERROR: print the dispatcher's error, stop it
@@ -196,12 +196,12 @@ def _cmd_setup(args: argparse.Namespace) -> int:
 
 
 def _check_config(config: Path, *, resources: bool = False) -> str | None:
-    """What is wrong with the experiment config (:mod:`nni_nas_ext.preflight`), ``None`` if nothing.
+    """What is wrong with the experiment config (:mod:`nni_nas_ext.nni.preflight`), ``None`` if nothing.
 
     ``resources=True`` also loads the datasets and checks ``checkpoint_dir`` on the file system (what ``run``
     does before nnictl starts anything); without it only the file's contents are judged.
     """
-    from .preflight import PreflightError, check_experiment_config
+    from .nni.preflight import PreflightError, check_experiment_config
 
     try:
         check_experiment_config(config, resources=resources)

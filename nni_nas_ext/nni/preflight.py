@@ -125,7 +125,7 @@ def _check_nni_schema(config: Path, data: dict[str, Any]) -> None:
 
 def _our_validator(config: Path, tuner: Mapping[str, Any]) -> Any | None:
     """The classArgs validator of the tuner the config names, ``None`` if it is not ours."""
-    from .nni.tuners import TUNERS
+    from .tuners import TUNERS
 
     names = {name.lower(): (name, validator) for name, (_, validator) in TUNERS.items()}
     classes = {f"{bridge.__module__}.{bridge.__qualname__}": validator for bridge, validator in TUNERS.values()}
@@ -152,16 +152,16 @@ def _our_validator(config: Path, tuner: Mapping[str, Any]) -> Any | None:
 
 def _validate(validator: Any, class_args: dict[str, Any]) -> _Needs:
     """Run the tuner's validator; what the validated search needs (datasets, folders) for step 4."""
-    from .nni.fna import FnaClassArgsValidator, split_fna_settings
-    from .nni.tuners import NniStrategyClassArgsValidator, SearchClassArgsValidator
+    from .fna import FnaClassArgsValidator, split_fna_settings
+    from .tuners import NniStrategyClassArgsValidator, SearchClassArgsValidator
 
     validator.validate(class_args)
     if isinstance(validator, SearchClassArgsValidator):
-        from .nni.search import split_settings
+        from .search import split_settings
 
         task = split_settings(class_args, validator.search_name)[1]
     elif isinstance(validator, NniStrategyClassArgsValidator):
-        from .nni.baselines.nni_strategies import split_strategy_settings
+        from .baselines.nni_strategies import split_strategy_settings
 
         task = split_strategy_settings(class_args)[2]
     elif isinstance(validator, FnaClassArgsValidator):
@@ -176,8 +176,8 @@ def _validate(validator: Any, class_args: dict[str, Any]) -> _Needs:
 
 
 def _check_resources(config: Path, needs: _Needs) -> None:
-    from .trial_code.checkpoints import checkpoint_dir_unusable
-    from .trial_code.datasets import load_dataset
+    from nni_nas_ext.trial_code.checkpoints import checkpoint_dir_unusable
+    from nni_nas_ext.trial_code.datasets import load_dataset
 
     if needs.checkpoint_dir is not None:
         problem = checkpoint_dir_unusable(needs.checkpoint_dir)
@@ -193,7 +193,7 @@ def _check_resources(config: Path, needs: _Needs) -> None:
             raise PreflightError(f"{config}: tuner.classArgs: {key}={spec.name!r} ({root_key}={spec.root!r}) "
                                  f"cannot be loaded: {type(exc).__name__}: {exc}") from None
     if needs.seed_checkpoint is not None:
-        from .nni.fna import _check_seed_checkpoint
+        from .fna import _check_seed_checkpoint
 
         target = loaded[needs.datasets[0][2]]
         try:
