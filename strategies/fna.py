@@ -18,7 +18,7 @@ derived architecture trained from scratch (``scratch``, alongside ``param``).
 :class:`FnaPipeline` trains nothing: it proposes :class:`FnaJob` values (frozen, JSON) and learns their
 results through :meth:`FnaPipeline.tell`. The trial side is :mod:`nni_nas_ext.trial_code.fna_trial`. A
 job's result must name it (``result["candidate"] == job.id``); ``result["default"]`` is a validation
-accuracy. A job has the attributes the ``nni.nas`` adapter (:class:`nni_nas_ext.nni.strategy.MorphismStrategy`)
+accuracy. A job has the attributes the ``nni.nas`` adapter (:class:`nni_nas_ext.nni.nas_strategy.MorphismStrategy`)
 reads of a candidate (``id``, ``role``, ``step``, ``parent``, ``epochs``, ``to_dict``).
 
 **[dev]** FNA adapts once, from one seed; nothing is searched over several rounds, so the pipeline has no

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from nnictl_harness import NAS_TRIAL_COMMAND, NnictlExperiment, decode_metric, experiment_config, private_env
-from nni_nas_ext.nni.bridge import (
+from nni_nas_ext.nni.dispatcher import (
     STATE_FILE_NAME,
     BridgeClassArgsValidator,
     StrategyBridge,
@@ -226,7 +226,7 @@ def test_state_codec_round_trips_nni_strategy_state() -> None:
     import numpy as np
     from nni.nas.strategy import Random
 
-    from nni_nas_ext.nni.bridge import decode_state, encode_state
+    from nni_nas_ext.nni.dispatcher import decode_state, encode_state
 
     strategy = Random(seed=5)
     space = _executable_tiny_space()
@@ -253,7 +253,7 @@ def test_state_codec_round_trips_nni_strategy_state() -> None:
 
 
 def test_state_codec_names_what_it_cannot_store() -> None:
-    from nni_nas_ext.nni.bridge import encode_state
+    from nni_nas_ext.nni.dispatcher import encode_state
 
     class Opaque:
         def __reduce__(self) -> Any:

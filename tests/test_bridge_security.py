@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from nni_nas_ext.nni.bridge import STATE_FILE_NAME, BridgeState, StateFileError, decode_state, encode_state
+from nni_nas_ext.nni.dispatcher import STATE_FILE_NAME, BridgeState, StateFileError, decode_state, encode_state
 from test_bridge_e2e import _metric, _start_bridge, _stop, _trial_end
 
 

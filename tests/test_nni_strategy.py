@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nni_nas_ext.nni.strategy import MorphismStrategy
+from nni_nas_ext.nni.nas_strategy import MorphismStrategy
 from nni_nas_ext.search_spaces import nash_seed
 from nni_nas_ext.strategies.nash import HillClimbing
 
@@ -28,3 +28,11 @@ def test_resume_hands_out_again_only_the_candidates_never_submitted() -> None:
     restored.load_state_dict(state)
     assert [c.id for c in restored.search.ask()] == [c.id for c in step[2:]]
     assert sorted(restored.search.pending) == sorted(c.id for c in step)
+
+
+def test_state_files_naming_the_old_module_resume_the_same_strategy() -> None:
+    """State files written before ``nni/strategy.py`` became ``nni/nas_strategy.py`` name the old module."""
+    from nni_nas_ext.nni.dispatcher.state import RENAMED_STRATEGY_CLASSES
+
+    name = f"{MorphismStrategy.__module__}.{MorphismStrategy.__qualname__}"
+    assert RENAMED_STRATEGY_CLASSES["nni_nas_ext.nni.strategy.MorphismStrategy"] == name

@@ -1,9 +1,9 @@
 """Thin adapters between nni-nas-ext and Microsoft NNI 3.0.
 
-* :mod:`nni_nas_ext.nni.bridge` -- :class:`~nni_nas_ext.nni.bridge.StrategyBridge`, the tuner that ``nnictl``
-  starts, hosting an ``nni.nas`` strategy and NNI's training-service execution engine.
+* :mod:`nni_nas_ext.nni.dispatcher` -- :class:`~nni_nas_ext.nni.dispatcher.StrategyBridge`, the tuner that
+  ``nnictl`` starts, hosting an ``nni.nas`` strategy and NNI's training-service execution engine.
 * :mod:`nni_nas_ext.nni.nni_patch` -- the explicit fix of NNI 3.0's first-in-first-out parameter bug.
-* :mod:`nni_nas_ext.nni.space`, :mod:`~nni_nas_ext.nni.strategy`, :mod:`~nni_nas_ext.nni.evaluator` --
+* :mod:`nni_nas_ext.nni.space`, :mod:`~nni_nas_ext.nni.nas_strategy`, :mod:`~nni_nas_ext.nni.evaluator` --
   the model space, strategy and evaluator of the morphism search.
 
 This package is imported by the NNI dispatcher before it connects to the NNI manager, which waits only

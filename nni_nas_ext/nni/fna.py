@@ -7,7 +7,7 @@ ask/tell :class:`~nni_nas_ext.strategies.fna.FnaPipeline`; NNI sees:
 * the model space :class:`~nni_nas_ext.nni.mbconv_space.FnaModelSpace`: one custom mutable, the job as JSON;
 * the evaluator: ``FunctionalEvaluator(train_fna_job, task=..., adaptation=...)``, which runs
   :func:`nni_nas_ext.trial_code.fna_trial.run_fna_job` in each trial;
-* the strategy: :class:`~nni_nas_ext.nni.strategy.MorphismStrategy` hosting the pipeline (it drives any
+* the strategy: :class:`~nni_nas_ext.nni.nas_strategy.MorphismStrategy` hosting the pipeline (it drives any
   ask/tell search whose proposals carry ``id``/``role``/``step``/``parent``/``epochs``/``to_dict`` and whose
   results name their job; reused unchanged);
 * under nnictl, the dispatcher bridge :class:`FnaTuner` (``className: nni_nas_ext.nni.fna.FnaTuner``).
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .bridge import BridgeClassArgsValidator, StrategyBridge
+from .dispatcher import BridgeClassArgsValidator, StrategyBridge
 
 __all__ = ["FnaClassArgsValidator", "FnaTuner", "build_fna", "fna_settings", "split_fna_settings"]
 
@@ -134,7 +134,7 @@ def build_fna(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
     from nni_nas_ext.trial_code.datasets import load_dataset
 
     from .mbconv_space import FnaModelSpace, make_fna_evaluator
-    from .strategy import MorphismStrategy
+    from .nas_strategy import MorphismStrategy
 
     fna, task, adaptation = split_fna_settings(settings)
     from .search import _check_checkpoint_dir

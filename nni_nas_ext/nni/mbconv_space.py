@@ -14,7 +14,7 @@ Two spaces live here (both import torch and ``nni.nas``; the import-light tuner 
   (:meth:`MBConvModelSpace.load_supernet_state`, :func:`frozen_state_to_network`).
 * :class:`FnaModelSpace`: the FNA *pipeline* as a model space with one custom mutable, the job
   (:class:`~nni_nas_ext.strategies.fna.FnaJob`) as JSON, label ``"architecture"`` (the label NNI's adapter
-  :class:`~nni_nas_ext.nni.strategy.MorphismStrategy` reads), and :func:`train_fna_job`, the function NNI's
+  :class:`~nni_nas_ext.nni.nas_strategy.MorphismStrategy` reads), and :func:`train_fna_job`, the function NNI's
   ``FunctionalEvaluator`` runs in every trial.
 """
 

@@ -107,7 +107,7 @@ def build_search(strategy: str, settings: Mapping[str, Any] | None) -> tuple[Any
 
     from .evaluator import make_evaluator
     from .space import MorphismModelSpace
-    from .strategy import MorphismStrategy
+    from .nas_strategy import MorphismStrategy
 
     config, task, seed_config = split_settings(settings, strategy)
     _check_checkpoint_dir(task.checkpoint_dir)  # type: ignore[attr-defined]

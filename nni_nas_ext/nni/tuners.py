@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bridge import BridgeClassArgsValidator, StrategyBridge
+from .dispatcher import BridgeClassArgsValidator, StrategyBridge
 from .fna import FnaClassArgsValidator, FnaTuner
 
 __all__ = [
@@ -146,7 +146,7 @@ TUNERS: dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]] =
 
 def register_all() -> list[str]:
     """Register every tuner of :data:`TUNERS` with nnictl (idempotent); one line of what happened each."""
-    from .bridge import register_with_nnictl
+    from .dispatcher import register_with_nnictl
 
     lines = []
     for name, (bridge, validator) in TUNERS.items():
