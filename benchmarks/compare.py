@@ -291,7 +291,7 @@ def nni_network_morphism(seed: int, s: Settings) -> dict[str, Any]:
     data = _load_data(s)
     args = {"optimize_mode": "maximize", "task": "cv", "input_width": data.input_shape[1],
             "input_channel": data.input_shape[0], "n_output_node": data.num_classes}
-    trial = (f"{venv_python()} -m nni_nas_ext.trial_code.network_morphism_trial "
+    trial = (f"{venv_python()} -m nni_nas_ext.nni.baselines.network_morphism_trial "
              + " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in _trial_cli_args(seed, s).items()))
     return _experiment("nni_network_morphism", seed, s,
                        "nni_nas_ext.nni.baselines.network_morphism.NetworkMorphismTuner", args, trial_command=trial)

@@ -20,6 +20,7 @@ import yaml
 from _reporters import ListReporter
 
 from nni_nas_ext.core import build_module
+from nni_nas_ext.nni.baselines import network_morphism_trial
 from nni_nas_ext.nni.baselines.cnn_space import (
     CnnSpaceConfig, ConvStageSpace, build_cnn_space_model, labels, stages_of, train_cnn_sample,
 )
@@ -31,7 +32,6 @@ from nni_nas_ext.nni.baselines.nni_strategies import build_nni_strategy_search, 
 from nni_nas_ext.nni.tuners import TUNERS, NniStrategyTuner
 from nni_nas_ext.search_spaces import nash_seed
 from nni_nas_ext.strategies import ConfigError
-from nni_nas_ext.trial_code import network_morphism_trial
 from nni_nas_ext.trial_code.datasets import load_dataset
 from nni_nas_ext.trial_code.trial import TaskConfig
 
@@ -314,7 +314,7 @@ def test_benchmark_config_is_a_valid_fashion_mnist_experiment(path: Path) -> Non
         assert tuner["className"] == "nni_nas_ext.nni.baselines.network_morphism.NetworkMorphismTuner"
         NetworkMorphismClassArgsValidator().validate_class_args(**tuner["classArgs"])
         command = shlex.split(data["trialCommand"])
-        assert command[1:3] == ["-m", "nni_nas_ext.trial_code.network_morphism_trial"]
+        assert command[1:3] == ["-m", "nni_nas_ext.nni.baselines.network_morphism_trial"]
         epochs, task = network_morphism_trial.parse_arguments(command[3:])
         assert task.dataset == "fashion-mnist" and task.threads == 1 and epochs >= 1
         assert (tuner["classArgs"]["input_width"], tuner["classArgs"]["input_channel"]) == (28, 1)

@@ -91,7 +91,7 @@ def test_nni_network_morphism_under_nnictl(tmp_path: Path) -> None:
              # t_min 0.1 shortens NNI's simulated annealing (22 cooling steps instead of 88) for a quick test
              "classArgs": {"optimize_mode": "maximize", "task": "cv", "input_width": 8, "input_channel": 1,
                            "n_output_node": 10, "default_model_width": 8, "t_min": 0.1}}
-    command = (f"{PYTHON} -m nni_nas_ext.trial_code.network_morphism_trial --epochs 1 --dataset digits --limit 600 "
+    command = (f"{PYTHON} -m nni_nas_ext.nni.baselines.network_morphism_trial --epochs 1 --dataset digits --limit 600 "
                "--threads 1")
     # 4 trials: the 3rd and 4th come from NNI's Bayesian optimiser, past the numpy-2 failure (bug 5)
     trials, finals = _run(tmp_path, "network-morphism-e2e", tuner, max_trials=4, trial_command=command)

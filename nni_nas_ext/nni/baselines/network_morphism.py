@@ -19,7 +19,7 @@ What this module changes, and nothing else (field notes, bug 5):
 * Its ``classArgs`` are checked (:class:`NetworkMorphismConfig`) with errors that name the key and the value,
   and the time each proposal takes is logged and kept in :attr:`NetworkMorphismTuner.proposal_seconds`.
 
-The trials run :mod:`nni_nas_ext.trial_code.network_morphism_trial`, which builds the network with NNI's own
+The trials run :mod:`nni_nas_ext.nni.baselines.network_morphism_trial`, which builds the network with NNI's own
 graph code (:func:`build_network_morphism_model`) and trains it with our trainer and schedule.
 """
 

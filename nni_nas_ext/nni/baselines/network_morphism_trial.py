@@ -2,20 +2,21 @@
 
 Run by nnictl as the experiment's ``trialCommand``::
 
-    .venv/bin/python -m nni_nas_ext.trial_code.network_morphism_trial --epochs 2 --dataset fashion-mnist --threads 1
+    .venv/bin/python -m nni_nas_ext.nni.baselines.network_morphism_trial --epochs 2 --dataset fashion-mnist --threads 1
 
 Each trial gets one JSON graph from ``nni.get_next_parameter()`` (what
 :class:`~nni_nas_ext.nni.baselines.network_morphism.NetworkMorphismTuner` proposed), builds the network with
 NNI's own graph code (:func:`~nni_nas_ext.nni.baselines.network_morphism.build_network_morphism_model`,
 a fresh initialisation: NNI's graphs carry no weights), and trains it exactly as our trials train a
-candidate: the same data and validation split (:mod:`.datasets`), SGD with one cosine cycle from ``lr``
-(:func:`.training.train`, :meth:`.trial.TaskConfig.schedule`), validation accuracy after every epoch. It
+candidate: the same data and validation split (:mod:`nni_nas_ext.trial_code.datasets`), SGD with one cosine
+cycle from ``lr`` (:func:`nni_nas_ext.trial_code.training.train`,
+:meth:`nni_nas_ext.trial_code.trial.TaskConfig.schedule`), validation accuracy after every epoch. It
 reports ``{"default": val_acc, "epoch": e}`` per epoch and a final ``{"default": val_acc, "params": ...,
 "graph": <the JSON graph>, ...}`` from which the benchmark can rebuild the network.
 
-The options are ``--epochs`` and every key of :class:`.trial.TaskConfig` but the checkpoint ones, as
-``--key-with-dashes VALUE`` (the value read as JSON when it parses, else as a string: ``--limit null``,
-``--dataset digits``). ``nni`` is imported by :func:`main` only; :func:`train_graph` takes a reporter.
+The options are ``--epochs`` and every key of :class:`~nni_nas_ext.trial_code.trial.TaskConfig` but the
+checkpoint ones, as ``--key-with-dashes VALUE`` (the value read as JSON when it parses, else as a string:
+``--limit null``, ``--dataset digits``). ``nni`` is imported by :func:`main` only; :func:`train_graph` takes a reporter.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import Any
 
 import torch
 
-from .datasets import Splits
-from .trial import Reporter, TaskConfig, train_from_scratch
+from nni_nas_ext.trial_code.datasets import Splits
+from nni_nas_ext.trial_code.trial import Reporter, TaskConfig, train_from_scratch
 
 __all__ = ["main", "parse_arguments", "train_graph"]
 
@@ -52,7 +53,7 @@ def train_graph(graph_json: str, task: TaskConfig, epochs: int, reporter: Report
         If the graph is not a NetworkMorphism graph or does not fit the dataset (the message says which
         classArgs to set).
     """
-    from nni_nas_ext.nni.baselines.network_morphism import build_network_morphism_model, check_fits
+    from .network_morphism import build_network_morphism_model, check_fits
 
     def build(data: Splits) -> torch.nn.Module:
         check_fits(graph_json, tuple(data.input_shape), data.num_classes)
@@ -71,7 +72,7 @@ def _value(text: str) -> Any:
 
 def parse_arguments(argv: Sequence[str] | None = None) -> tuple[int, TaskConfig]:
     """``(epochs, task)`` from the command line; a bad value exits with the message of :class:`TaskConfig`."""
-    parser = argparse.ArgumentParser(prog="python -m nni_nas_ext.trial_code.network_morphism_trial",
+    parser = argparse.ArgumentParser(prog="python -m nni_nas_ext.nni.baselines.network_morphism_trial",
                                      description="Train one NetworkMorphism graph proposed by NNI's tuner.")
     parser.add_argument("--epochs", type=int, required=True, help="epochs of the one cosine cycle")
     keys = [f.name for f in dataclasses.fields(TaskConfig) if f.init and f.name not in _UNUSED]
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The trial: one graph from NNI, trained and reported."""
     import nni
 
-    from nni_nas_ext.nni.evaluator import NniReporter
+    from ..evaluator import NniReporter
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
