@@ -3,6 +3,8 @@
 * :mod:`.network_morphism` -- NNI's built-in ``NetworkMorphism`` tuner (AutoKeras 0.2's Bayesian
   optimisation over network morphisms), made to run on numpy 2 without changing its algorithm, and the
   rebuilder of its JSON graphs;
+* :mod:`.network_morphism_trial` -- its trial (``python -m nni_nas_ext.nni.baselines.network_morphism_trial``):
+  NNI's graph built by NNI's code, trained with our trainer and schedule;
 * :mod:`.cnn_space` -- an ``nni.nas`` model space of conv-BN-ReLU stages built from NNI's own mutables,
   comparable to what our morphism searches reach from the NASH seed, its evaluator and its rebuilder;
 * :mod:`.nni_strategies` -- NNI's ``Random`` and ``RegularizedEvolution`` strategies over that space, built
