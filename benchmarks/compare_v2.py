@@ -50,9 +50,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import compare
 from _nnictl import NnictlFailed, private_experiment
-from compare import Settings, _experiment, _load_data, _nni_strategy, _seed_net_args, _task_args
+from harness import ROOT
+from harness.contestants import REGULARIZED_EVOLUTION, experiment_config, nni_strategy_config, seed_net_args, task_args
+from harness.machine import environment, timestamp
+from harness.report import contestant_colours
+from harness.results import run_key
+from harness.retrain import final_schedule, load_data, rebuild, train_and_test
+from harness.runner import raise_interrupt, say, watch_experiment
+from harness.settings import Settings, check_settings
+from harness.trials import aggregate, best_so_far, best_trial, format_mean_std, parse_trials
 
 from nni_nas_ext.atomic import atomic_write
 from nni_nas_ext.core.errors import unknown_name
@@ -67,7 +74,7 @@ _SAFETY = 1.1
 
 @dataclass(frozen=True)
 class SettingsV2(Settings):
-    """:class:`compare.Settings` plus the window the harness keeps for the final training of contestants
+    """:class:`harness.settings.Settings` plus the window the harness keeps for the final training of contestants
     that have no final phase of their own."""
 
     config_name: ClassVar[str] = "compare-v2"
@@ -84,9 +91,9 @@ _NASH_ASYNC = {"n_steps": 10_000, "n_neighbours": 3, "n_morphisms": 3,
 
 def _nash(seed: int, s: SettingsV2, **extra: Any) -> dict[str, Any]:
     args = {**_NASH_ASYNC, "epochs_seed": s.candidate_seed_epochs, "epochs_neighbour": s.epochs,
-            "epochs_final": s.final_epochs, **_task_args(seed, s), **_seed_net_args(s), **extra}
+            "epochs_final": s.final_epochs, **task_args(seed, s), **seed_net_args(s), **extra}
     name = "nash_scratch" if extra else "nash"
-    return _experiment(name, seed, s, "nni_nas_ext.nni.tuners.NashAsyncTuner", args)
+    return experiment_config(name, seed, s, "nni_nas_ext.nni.tuners.NashAsyncTuner", args)
 
 
 def _search_budget(name: str, config: dict[str, Any], s: SettingsV2) -> dict[str, Any]:
@@ -98,9 +105,9 @@ def _search_budget(name: str, config: dict[str, Any], s: SettingsV2) -> dict[str
 CONTESTANTS: dict[str, Callable[[int, SettingsV2], dict[str, Any] | None]] = {
     "nash": lambda seed, s: _nash(seed, s),
     "nash_scratch": lambda seed, s: _nash(seed, s, inherit_weights=False),
-    "nni_regularized_evolution": lambda seed, s: _search_budget("nni_regularized_evolution", _nni_strategy(
-        "nni_regularized_evolution", "regularized_evolution", seed, s, **compare._REGULARIZED_EVOLUTION), s),
-    "nni_random": lambda seed, s: _search_budget("nni_random", _nni_strategy("nni_random", "random", seed, s), s),
+    "nni_regularized_evolution": lambda seed, s: _search_budget("nni_regularized_evolution", nni_strategy_config(
+        "nni_regularized_evolution", "regularized_evolution", seed, s, **REGULARIZED_EVOLUTION), s),
+    "nni_random": lambda seed, s: _search_budget("nni_random", nni_strategy_config("nni_random", "random", seed, s), s),
     "seed_only": lambda seed, s: None,
 }
 
@@ -135,13 +142,14 @@ def paired_differences(runs: Sequence[Mapping[str, Any]], reference: str = "nash
     for name in sorted({c for c, _ in by} - {reference}):
         diffs = {seed: by[(reference, seed)] - value for (c, seed), value in by.items()
                  if c == name and value is not None and by.get((reference, seed)) is not None}
-        mean, std, n = compare.aggregate(diffs.values())
+        mean, std, n = aggregate(diffs.values())
         out[name] = {"per_seed": diffs, "mean": None if n == 0 else mean, "std": None if n == 0 else std, "n": n}
     return out
 
 
 def epochs_that_fit(seconds_left: float, per_epoch_s: float, cap: int) -> int:
-    """Whole epochs of ``per_epoch_s`` (with a safety margin) that fit in ``seconds_left``; at least 1, at most ``cap``."""
+    """Whole epochs of ``per_epoch_s`` (with a safety margin) that fit in ``seconds_left``; at least 1, at most
+    ``cap``."""
     if per_epoch_s <= 0 or not math.isfinite(per_epoch_s):
         return cap
     return int(max(1, min(cap, math.floor(seconds_left / (per_epoch_s * _SAFETY)))))
@@ -157,7 +165,7 @@ def _per_epoch_seconds(make: Callable[[], Any], s: SettingsV2, seed: int) -> flo
 
     from nni_nas_ext.trial_code.training import train
 
-    data = _load_data(s)
+    data = load_data(s)
     torch.set_num_threads(s.final_threads)
     torch.manual_seed(seed)
     x = torch.cat([data.train_x, data.val_x])
@@ -165,7 +173,7 @@ def _per_epoch_seconds(make: Callable[[], Any], s: SettingsV2, seed: int) -> flo
     part = max(s.batch_size, len(x) // _PROBE_PARTS)
     module = make()
     t = time.perf_counter()
-    train(module, x[:part], y[:part], compare._schedule(dataclasses.replace(s, final_epochs=1), seed))
+    train(module, x[:part], y[:part], final_schedule(dataclasses.replace(s, final_epochs=1), seed))
     return (time.perf_counter() - t) * len(x) / part
 
 
@@ -175,7 +183,7 @@ def timed_final(make: Callable[[], Any], s: SettingsV2, seed: int, deadline: flo
     per_epoch = _per_epoch_seconds(make, s, seed)
     epochs = epochs_that_fit(deadline - time.time(), per_epoch, s.final_epochs * 100)
     window = deadline - started
-    result = compare._train_and_test(make, dataclasses.replace(s, final_epochs=epochs), seed)
+    result = train_and_test(make, dataclasses.replace(s, final_epochs=epochs), seed)
     ended = time.time()
     return {**result, "probe_epoch_s": round(per_epoch, 2), "started_s": started, "ended_s": ended,
             "window_s": round(window, 1), "window_used": round((ended - started) / window, 3) if window > 0 else None}
@@ -196,12 +204,12 @@ def _final_of(trials: Sequence[Mapping[str, Any]], budget_s: float) -> Mapping[s
 
 def run_one(contestant: str, seed: int, s: SettingsV2, out: Path, *, port: int, label: str,
             say: Callable[[str], None]) -> dict[str, Any]:
-    key = compare.run_key(contestant, seed)
+    key = run_key(contestant, seed)
     record: dict[str, Any] = {"contestant": contestant, "seed": seed, "key": key, "status": "error",
-                              "budget_cpu_minutes": s.minutes * s.concurrency, "started": compare._now(),
-                              "environment": compare.environment(), "test_acc": None, "test_acc_retrained": None,
+                              "budget_cpu_minutes": s.minutes * s.concurrency, "started": timestamp(),
+                              "environment": environment(), "test_acc": None, "test_acc_retrained": None,
                               "params": None, "trials": 0, "idle_cpu_fraction": None}
-    data = _load_data(s)
+    data = load_data(s)
     started = time.time()
     deadline = started + s.budget_s
     trials: list[dict[str, Any]] = []
@@ -217,11 +225,10 @@ def run_one(contestant: str, seed: int, s: SettingsV2, out: Path, *, port: int, 
             budget = search_seconds(contestant, s)
             with private_experiment(work, config, port=port, threads=s.threads) as exp:
                 say(f"{label}: experiment {exp.exp_id} on http://127.0.0.1:{exp.port}, {budget} s")
-                status, snap = compare._watch(exp, started, budget, label, say)
+                status, snap = watch_experiment(exp, started, budget, label, say)
             record["experiment"] = {"id": exp.exp_id, "status_at_end": status, "search_budget_s": budget}
-            trials = compare.parse_trials(snap.get("trial_jobs") or [], snap.get("metric_data") or [], started,
-                                          budget)
-            best = compare.best_trial(trials)
+            trials = parse_trials(snap.get("trial_jobs") or [], snap.get("metric_data") or [], started, budget)
+            best = best_trial(trials)
         if contestant in OWN_FINAL:
             final = _final_of(trials, s.budget_s)
             if final is None:
@@ -237,7 +244,7 @@ def run_one(contestant: str, seed: int, s: SettingsV2, out: Path, *, port: int, 
             elif best is None:
                 raise RuntimeError("no search trial finished within the budget")
             else:
-                make, _, what = compare.rebuild(best["metric"], data.input_shape, data.num_classes)
+                make, _, what = rebuild(best["metric"], data.input_shape, data.num_classes)
             say(f"{label}: final training of {what} inside the budget ({deadline - time.time():.0f} s left)")
             final = timed_final(make, s, seed, deadline)
             harness.append((final["started_s"] - started, final["ended_s"] - started))
@@ -254,8 +261,8 @@ def run_one(contestant: str, seed: int, s: SettingsV2, out: Path, *, port: int, 
         record["trial_records"] = trials
         record["best_search"] = None if best is None else {k: best[k] for k in ("trial", "val_acc", "params")}
         if best is not None:  # the common protocol, outside the budget
-            fresh, _, _ = compare.rebuild(best["metric"], data.input_shape, data.num_classes)
-            record["test_acc_retrained"] = compare._train_and_test(fresh, s, seed)["test_acc"]
+            fresh, _, _ = rebuild(best["metric"], data.input_shape, data.num_classes)
+            record["test_acc_retrained"] = train_and_test(fresh, s, seed)["test_acc"]
         elif contestant == "seed_only":
             record["test_acc_retrained"] = record["test_acc"]
         record["status"] = "finished"
@@ -264,7 +271,7 @@ def run_one(contestant: str, seed: int, s: SettingsV2, out: Path, *, port: int, 
     except (NnictlFailed, RuntimeError, ValueError, OSError) as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"[-4000:]
         say(f"{label}: failed: {record['error'].splitlines()[0][:300]}")
-    record["ended"] = compare._now()
+    record["ended"] = timestamp()
     for path in (out / "work" / key).rglob("*.pt"):
         path.unlink(missing_ok=True)
     return record
@@ -279,7 +286,7 @@ def load(path: Path, settings: SettingsV2) -> dict[str, Any]:
     data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("format") != RESULTS_FORMAT:
         raise ValueError(f"{path} is not a protocol-v2 results file; give another --out")
-    compare.check_settings(data.get("settings") or {}, settings, path)
+    check_settings(data.get("settings") or {}, settings, path)
     return data
 
 
@@ -291,9 +298,9 @@ def supersede(results: dict[str, Any], contestants: Sequence[str], why: str) -> 
         raise ValueError(unknown_name("contestant", unknown[0], list(CONTESTANTS)))
     moved = [r for r in results["runs"] if r["contestant"] in contestants]
     results["runs"] = [r for r in results["runs"] if r["contestant"] not in contestants]
-    note = {"why": why, "at": compare._now(), "by_commit": compare.environment().get("git_commit")}
+    note = {"why": why, "at": timestamp(), "by_commit": environment().get("git_commit")}
     results.setdefault("superseded", []).extend({**r, "superseded": note} for r in moved)
-    compare._say(f"superseded {len(moved)} run(s): {', '.join(r['key'] for r in moved) or 'none'} ({why})")
+    say(f"superseded {len(moved)} run(s): {', '.join(r['key'] for r in moved) or 'none'} ({why})")
     return [r["key"] for r in moved]
 
 
@@ -313,11 +320,11 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in names:
         rs = [r for r in runs if r["contestant"] == name]
-        lines.append(f"| {name} | {len(rs)} | {compare.format_mean_std([r['test_acc'] for r in rs])} | "
-                     f"{compare.format_mean_std([r['test_acc_retrained'] for r in rs])} | "
-                     f"{compare.format_mean_std([r['params'] for r in rs], integer=True)} | "
-                     f"{compare.format_mean_std([r['trials'] for r in rs], integer=True)} | "
-                     f"{compare.format_mean_std([r['idle_cpu_fraction'] for r in rs], 3)} |")
+        lines.append(f"| {name} | {len(rs)} | {format_mean_std([r['test_acc'] for r in rs])} | "
+                     f"{format_mean_std([r['test_acc_retrained'] for r in rs])} | "
+                     f"{format_mean_std([r['params'] for r in rs], integer=True)} | "
+                     f"{format_mean_std([r['trials'] for r in rs], integer=True)} | "
+                     f"{format_mean_std([r['idle_cpu_fraction'] for r in rs], 3)} |")
     diffs = paired_differences(runs)
     if diffs:
         lines += ["", "Paired by seed, `nash` minus each contestant (test acc, in points):", "",
@@ -354,18 +361,19 @@ def plot_best_val_vs_time(results: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = [r for r in results["runs"] if r.get("status") == "finished" and r.get("trial_records")]
-    colours = compare._colours(sorted({r["contestant"] for r in runs}))
+    colours = contestant_colours(sorted({r["contestant"] for r in runs}))
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in runs:
-        curve = compare.best_so_far((t["elapsed_s"] / 60, t["val_acc"]) for t in r["trial_records"]
-                                    if t.get("outcome") == "ok" and t.get("elapsed_s") is not None)
+        curve = best_so_far((t["elapsed_s"] / 60, t["val_acc"]) for t in r["trial_records"]
+                            if t.get("outcome") == "ok" and t.get("elapsed_s") is not None)
         if curve:
             xs, ys = zip(*curve)
             ax.step(xs, ys, where="post", color=colours[r["contestant"]], alpha=0.8,
                     label=f"{r['contestant']} (seed {r['seed']})")
     ax.set_xlabel("wall-clock minutes since nnictl create")
     ax.set_ylabel("best validation accuracy so far")
-    ax.set_title(f"Search progress ({results['settings']['minutes']:g} min x {results['settings']['concurrency']} slots)")
+    settings = results["settings"]
+    ax.set_title(f"Search progress ({settings['minutes']:g} min x {settings['concurrency']} slots)")
     _finish(fig, ax, path, legend=bool(runs))
 
 
@@ -374,7 +382,7 @@ def plot_acc_vs_params(results: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = [r for r in results["runs"] if r.get("status") == "finished" and r.get("params")]
-    colours = compare._colours(sorted({r["contestant"] for r in runs}))
+    colours = contestant_colours(sorted({r["contestant"] for r in runs}))
     fig, ax = plt.subplots(figsize=(8, 5))
     for name in colours:
         rs = [r for r in runs if r["contestant"] == name]
@@ -410,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed-widths", type=int, nargs="+", default=[32, 64, 128])
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--out", type=Path, default=compare.ROOT / "benchmarks" / "results" / "fashion-mnist-60min")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fashion-mnist-60min")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--supersede", nargs="+", default=[], metavar="CONTESTANT",
@@ -440,19 +448,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         supersede(results, args.supersede, args.why.strip())
         save(path, results)
     if not args.report_only:
-        signal.signal(signal.SIGTERM, compare._raise_interrupt)
+        signal.signal(signal.SIGTERM, raise_interrupt)
         done = {(r["contestant"], r["seed"]) for r in results["runs"] if r.get("status") == "finished"}
         todo = [(c, s) for s in args.seeds for c in names if (c, s) not in done]
-        compare._say(f"{len(todo)} run(s) to do, {settings.minutes:g} min each; results in {out}")
+        say(f"{len(todo)} run(s) to do, {settings.minutes:g} min each; results in {out}")
         for i, (contestant, seed) in enumerate(todo, 1):
             record = run_one(contestant, seed, settings, out, port=args.port,
-                             label=f"[{i}/{len(todo)}] {contestant} seed {seed}", say=compare._say)
+                             label=f"[{i}/{len(todo)}] {contestant} seed {seed}", say=say)
             results["runs"] = [r for r in results["runs"] if (r["contestant"], r["seed"]) != (contestant, seed)]
             results["runs"].append(record)
             save(path, results)
             write_report(results, out)
     write_report(results, out)
-    compare._say(f"wrote {path}, {out / 'summary.md'} and the plots")
+    say(f"wrote {path}, {out / 'summary.md'} and the plots")
     return 0 if all(r.get("status") == "finished" for r in results["runs"]) else 1
 
 

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     table = markdown(rows, settings)
     print("\n" + table)
-    from compare import environment
+    from harness.machine import environment
 
     report = {"settings": settings, "rows": rows, "environment": environment(), "argv": sys.argv[1:], "fna": {k: {kk: vv for kk, vv in v.items() if kk != "history"}
                                                           for k, v in fna.items()},

@@ -1,4 +1,5 @@
-"""The comparison harness (benchmarks/compare.py): its pure parts, and one tiny real run of two contestants.
+"""The comparison harness (benchmarks/compare.py, the package benchmarks/harness/): its pure parts, and one
+tiny real run of two contestants.
 
 The unit tests feed the harness synthetic NNI REST records and results files; the end-to-end test runs
 ``benchmarks/compare.py`` itself (two real ``nnictl`` experiments on digits, half a minute each), checks
@@ -24,6 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import compare  # noqa: E402
+from harness.contestants import CONTESTANTS, contestant_problem, eas, nash, nash_scratch  # noqa: E402
+from harness.machine import environment  # noqa: E402
+from harness.report import CSV_COLUMNS, csv_rows, csv_text, summary_markdown, write_report  # noqa: E402
+from harness.results import load_results, new_results, pending_runs, run_key, save_results  # noqa: E402
+from harness.retrain import train_and_test_pair  # noqa: E402
+from harness.settings import Settings, SettingsMismatch, check_settings  # noqa: E402
+from harness.trials import aggregate, best_so_far, best_trial, curve_at, format_mean_std, parse_trials  # noqa: E402
+
+from nni_nas_ext.strategies.config import ConfigError, parse_config  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -34,31 +44,31 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_aggregate_mean_and_sample_std() -> None:
-    mean, std, n = compare.aggregate([0.8, 0.9, None])
+    mean, std, n = aggregate([0.8, 0.9, None])
     assert n == 2 and mean == pytest.approx(0.85) and std == pytest.approx(math.sqrt(0.005))
-    assert compare.aggregate([0.7]) == (0.7, 0.0, 1)
-    mean, std, n = compare.aggregate([None, float("nan")])
+    assert aggregate([0.7]) == (0.7, 0.0, 1)
+    mean, std, n = aggregate([None, float("nan")])
     assert n == 0 and math.isnan(mean) and math.isnan(std)
 
 
 def test_format_mean_std() -> None:
-    assert compare.format_mean_std([0.8, 0.9]) == "0.8500 ± 0.0707"
-    assert compare.format_mean_std([0.8]) == "0.8000"
-    assert compare.format_mean_std([]) == "–"
-    assert compare.format_mean_std([1020, 1040], integer=True) == "1,030 ± 14"
-    assert compare.format_mean_std([5, 6], integer=True) == "5.5 ± 0.7"
-    assert compare.format_mean_std([5], integer=True) == "5"
+    assert format_mean_std([0.8, 0.9]) == "0.8500 ± 0.0707"
+    assert format_mean_std([0.8]) == "0.8000"
+    assert format_mean_std([]) == "–"
+    assert format_mean_std([1020, 1040], integer=True) == "1,030 ± 14"
+    assert format_mean_std([5, 6], integer=True) == "5.5 ± 0.7"
+    assert format_mean_std([5], integer=True) == "5"
 
 
 def test_best_so_far_keeps_only_improvements_in_time_order() -> None:
     points = [(30.0, 0.5), (10.0, 0.4), (20.0, 0.3), (40.0, 0.5), (50.0, 0.7)]
-    curve = compare.best_so_far(points)
+    curve = best_so_far(points)
     assert curve == [(10.0, 0.4), (30.0, 0.5), (50.0, 0.7)]
-    assert math.isnan(compare.curve_at(curve, 5.0))
-    assert compare.curve_at(curve, 10.0) == 0.4
-    assert compare.curve_at(curve, 45.0) == 0.5
-    assert compare.curve_at(curve, 1e9) == 0.7
-    assert compare.best_so_far([]) == []
+    assert math.isnan(curve_at(curve, 5.0))
+    assert curve_at(curve, 10.0) == 0.4
+    assert curve_at(curve, 45.0) == 0.5
+    assert curve_at(curve, 1e9) == 0.7
+    assert best_so_far([]) == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,7 +113,7 @@ def _records() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def test_parse_trials_classifies_every_trial() -> None:
     jobs, metrics = _records()
-    trials = compare.parse_trials(jobs, metrics, T0, budget_s=60)
+    trials = parse_trials(jobs, metrics, T0, budget_s=60)
     outcome = {t["trial"]: t["outcome"] for t in trials}
     assert outcome == {"t0": "ok", "t1": "ok", "t2": "failed", "t3": "failed", "t4": "unfinished",
                        "t5": "after_budget", "t6": "final", "t7": "failed", "t8": "ok"}
@@ -116,7 +126,7 @@ def test_parse_trials_classifies_every_trial() -> None:
     assert "numeric 'default'" in by_id["t7"]["failed"]
     assert [t["trial"] for t in trials if t["elapsed_s"] is not None] == \
         sorted((t["trial"] for t in trials), key=lambda k: by_id[k]["elapsed_s"])
-    best = compare.best_trial(trials)
+    best = best_trial(trials)
     assert best is not None and best["trial"] == "t1"  # the 0.9 came after the budget, the 0.99 is a final
 
 
@@ -126,10 +136,10 @@ def test_parse_trials_classifies_every_trial() -> None:
 
 
 def test_settings_mismatch_names_each_setting_and_the_remedy(tmp_path: Path) -> None:
-    stored = compare.Settings(minutes=8, limit=20000).to_dict()
-    compare.check_settings(stored, compare.Settings(minutes=8, limit=20000), tmp_path / "results.json")
-    with pytest.raises(compare.SettingsMismatch) as info:
-        compare.check_settings(stored, compare.Settings(minutes=4), tmp_path / "results.json")
+    stored = Settings(minutes=8, limit=20000).to_dict()
+    check_settings(stored, Settings(minutes=8, limit=20000), tmp_path / "results.json")
+    with pytest.raises(SettingsMismatch) as info:
+        check_settings(stored, Settings(minutes=4), tmp_path / "results.json")
     message = str(info.value)
     assert "minutes: 8.0 in the file, 4.0 now" in message and "limit: 20000 in the file, null now" in message
     assert "another --out" in message and "--minutes 8.0" in message and "--limit 20000" in message
@@ -137,25 +147,25 @@ def test_settings_mismatch_names_each_setting_and_the_remedy(tmp_path: Path) -> 
 
 
 def test_settings_validation_names_the_value() -> None:
-    with pytest.raises(compare.ConfigError, match="minutes"):
-        compare.parse_config(compare.Settings, {"minutes": 0})
-    with pytest.raises(compare.ConfigError, match="did you mean 'minutes'"):
-        compare.parse_config(compare.Settings, {"minute": 3})
+    with pytest.raises(ConfigError, match="minutes"):
+        parse_config(Settings, {"minutes": 0})
+    with pytest.raises(ConfigError, match="did you mean 'minutes'"):
+        parse_config(Settings, {"minute": 3})
 
 
 def test_pending_runs_skip_finished_and_redo_failed() -> None:
     results = {"runs": {"nash-seed0": {"status": "finished"}, "nash-seed1": {"status": "error"}}}
-    todo = compare.pending_runs(results, ["nash", "net2net_random"], [0, 1])
+    todo = pending_runs(results, ["nash", "net2net_random"], [0, 1])
     assert todo == [("nash", 1), ("net2net_random", 0), ("net2net_random", 1)]
-    assert compare.pending_runs({"runs": {}}, ["eas"], [3]) == [("eas", 3)]
+    assert pending_runs({"runs": {}}, ["eas"], [3]) == [("eas", 3)]
 
 
 def test_every_contestant_gets_the_same_task_and_budget() -> None:
-    settings = compare.Settings(dataset="digits", minutes=2.5, limit=600, epochs=3, concurrency=3)
+    settings = Settings(dataset="digits", minutes=2.5, limit=600, epochs=3, concurrency=3)
     python = str(Path(sys.executable).absolute())
     shared = {"dataset": "digits", "limit": 600, "val_fraction": 0.2, "split_seed": 0, "lr": 0.05, "lr_min": 0.0,
               "batch_size": 128, "momentum": 0.9, "weight_decay": 5e-4, "threads": 1, "seed": 7}
-    for name, make in compare.CONTESTANTS.items():
+    for name, make in CONTESTANTS.items():
         config = make(7, settings)
         assert config["maxExperimentDuration"] == "150s" and config["trialConcurrency"] == 3, name
         assert config["trialCommand"].startswith(python + " -m "), name
@@ -168,14 +178,14 @@ def test_every_contestant_gets_the_same_task_and_budget() -> None:
             assert given["epochs"] == "3" and args["input_width"] == 8 and args["n_output_node"] == 10
         else:
             assert {k: args[k] for k in shared} == shared, name
-    assert compare.nash_scratch(0, settings)["tuner"]["classArgs"]["inherit_weights"] is False
-    assert "inherit_weights" not in compare.nash(0, settings)["tuner"]["classArgs"]
-    assert compare.nash(0, settings)["tuner"]["classArgs"]["epochs_neighbour"] == 3
-    assert compare.eas(0, settings)["tuner"]["classArgs"]["epochs"] == 3
+    assert nash_scratch(0, settings)["tuner"]["classArgs"]["inherit_weights"] is False
+    assert "inherit_weights" not in nash(0, settings)["tuner"]["classArgs"]
+    assert nash(0, settings)["tuner"]["classArgs"]["epochs_neighbour"] == 3
+    assert eas(0, settings)["tuner"]["classArgs"]["epochs"] == 3
 
 
 def test_final_training_pair_names_the_one_that_failed() -> None:
-    settings = compare.Settings(dataset="digits", limit=200, final_epochs=1, final_threads=2)
+    settings = Settings(dataset="digits", limit=200, final_epochs=1, final_threads=2)
 
     def broken() -> torch.nn.Module:
         raise ValueError("no such layer: conv9")
@@ -184,28 +194,28 @@ def test_final_training_pair_names_the_one_that_failed() -> None:
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
 
     with pytest.raises(RuntimeError, match=r"from inherited weights failed: ValueError: no such layer: conv9"):
-        compare._train_and_test_pair(tiny, broken, settings, 0)
-    fresh, inherited = compare._train_and_test_pair(tiny, tiny, settings, 0)
+        train_and_test_pair(tiny, broken, settings, 0)
+    fresh, inherited = train_and_test_pair(tiny, tiny, settings, 0)
     assert fresh["threads"] == inherited["threads"] == 1 and fresh["params"] == 650
     assert fresh["test_acc"] == inherited["test_acc"]  # same seed, same net, each in its own process
 
 
 def test_contestant_problem_says_why_a_contestant_cannot_run() -> None:
-    settings = compare.Settings(dataset="digits")
-    assert compare.contestant_problem(compare.nash(0, settings)) is None
-    missing = {**compare.nash(0, settings), "tuner": {"className": "nni_nas_ext.nni.no_such_module.Tuner"}}
-    assert "module 'nni_nas_ext.nni.no_such_module' not found" in compare.contestant_problem(missing)
-    bad = compare.nash(0, settings)
+    settings = Settings(dataset="digits")
+    assert contestant_problem(nash(0, settings)) is None
+    missing = {**nash(0, settings), "tuner": {"className": "nni_nas_ext.nni.no_such_module.Tuner"}}
+    assert "module 'nni_nas_ext.nni.no_such_module' not found" in contestant_problem(missing)
+    bad = nash(0, settings)
     bad["tuner"]["classArgs"]["n_stepz"] = 3
-    problem = compare.contestant_problem(bad)
+    problem = contestant_problem(bad)
     assert problem is not None and "n_stepz" in problem and "n_steps" in problem
-    script = {**compare.nash(0, settings), "trialCommand": f"{sys.executable} -m nni_nas_ext.no_such_trial"}
-    assert "trial module nni_nas_ext.no_such_trial" in compare.contestant_problem(script)
+    script = {**nash(0, settings), "trialCommand": f"{sys.executable} -m nni_nas_ext.no_such_trial"}
+    assert "trial module nni_nas_ext.no_such_trial" in contestant_problem(script)
 
 
 def test_cli_refuses_other_settings_and_unknown_contestants(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    results = compare.new_results(compare.Settings(dataset="digits", minutes=8))
-    compare.save_results(tmp_path / "results.json", results)
+    results = new_results(Settings(dataset="digits", minutes=8))
+    save_results(tmp_path / "results.json", results)
     code = compare.main(["--contestants", "nash", "--dataset", "digits", "--minutes", "4", "--out", str(tmp_path)])
     assert code == 2 and "minutes: 8.0 in the file, 4.0 now" in capsys.readouterr().err
     code = compare.main(["--contestants", "nahs", "--dataset", "digits", "--minutes", "8", "--out", str(tmp_path)])
@@ -214,7 +224,7 @@ def test_cli_refuses_other_settings_and_unknown_contestants(tmp_path: Path, caps
     (tmp_path / "other" / "results.json").write_text('{"format": "something else"}')
     code = compare.main(["--report-only", "--out", str(tmp_path / "other")])
     assert code == 2 and "not a results file" in capsys.readouterr().err
-    assert compare.load_results(tmp_path / "results.json")["runs"] == {}  # untouched
+    assert load_results(tmp_path / "results.json")["runs"] == {}  # untouched
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,22 +233,22 @@ def test_cli_refuses_other_settings_and_unknown_contestants(tmp_path: Path, caps
 
 
 def _synthetic_results() -> dict[str, Any]:
-    results = compare.new_results(compare.Settings(dataset="digits", minutes=1))
+    results = new_results(Settings(dataset="digits", minutes=1))
     jobs, metrics = _records()
     for name, seed, shift in (("nash", 0, 0.0), ("nash", 1, 0.1), ("net2net_random", 0, -0.1)):
-        trials = compare.parse_trials(jobs, metrics, T0, 60)
+        trials = parse_trials(jobs, metrics, T0, 60)
         for t in trials:
             if t["val_acc"] is not None:
                 t["val_acc"] = round(t["val_acc"] + shift, 4)
-        best = compare.best_trial(trials)
-        results["runs"][compare.run_key(name, seed)] = {
-            "contestant": name, "seed": seed, "key": compare.run_key(name, seed), "status": "finished",
+        best = best_trial(trials)
+        results["runs"][run_key(name, seed)] = {
+            "contestant": name, "seed": seed, "key": run_key(name, seed), "status": "finished",
             "experiment": {"id": f"exp{seed}", "ended_by": "budget"}, "trials": trials,
             "counts": {k: sum(t["outcome"] == k for t in trials) for k in ("ok", "failed", "unfinished")},
             "best": {k: best[k] for k in ("trial", "val_acc", "params", "elapsed_s", "rebuild")},
             "final": {"retrained": {"test_acc": 0.8 + shift, "seconds": 2.0},
                       "inherited": {"test_acc": 0.85 + shift, "seconds": 2.0} if name == "nash" else None},
-            "environment": compare.environment(), "started": "2026-01-01T00:00:00", "ended": "2026-01-01T00:01:00",
+            "environment": environment(), "started": "2026-01-01T00:00:00", "ended": "2026-01-01T00:01:00",
         }
     results["runs"]["eas-seed0"] = {"contestant": "eas", "seed": 0, "key": "eas-seed0", "status": "error",
                                     "error": "nnictl create failed (exit 1)"}
@@ -248,19 +258,19 @@ def _synthetic_results() -> dict[str, Any]:
 
 def test_csv_has_one_row_per_trial() -> None:
     results = _synthetic_results()
-    rows = compare.csv_rows(results)
+    rows = csv_rows(results)
     assert len(rows) == 3 * 9
-    assert list(rows[0]) == list(compare.CSV_COLUMNS)
+    assert list(rows[0]) == list(CSV_COLUMNS)
     best = [r for r in rows if r["is_best"] == 1]
     assert [(r["contestant"], r["seed"], r["trial"]) for r in best] == \
         [("nash", 0, "t1"), ("nash", 1, "t1"), ("net2net_random", 0, "t1")]
-    text = compare._csv_text(results)
-    assert text.splitlines()[0] == ",".join(compare.CSV_COLUMNS)
+    text = csv_text(results)
+    assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
     assert text.count("\n") == 1 + 27
 
 
 def test_summary_markdown_table() -> None:
-    text = compare.summary_markdown(_synthetic_results())
+    text = summary_markdown(_synthetic_results())
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| contestant | runs |"))
     assert lines[header + 1].startswith("| --- |")
@@ -288,7 +298,7 @@ def _check_png(path: Path) -> None:
 
 
 def test_write_report_writes_every_output(tmp_path: Path) -> None:
-    written = compare.write_report(_synthetic_results(), tmp_path)
+    written = write_report(_synthetic_results(), tmp_path)
     names = sorted(p.name for p in written)
     assert names == ["acc_vs_params.png", "best_val_vs_time.png", "results.csv", "summary.md"]
     for name in ("acc_vs_params.png", "best_val_vs_time.png"):
@@ -310,7 +320,7 @@ def _port_open(port: int) -> bool:
 @pytest.mark.e2e
 def test_compare_two_contestants_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--contestants", "nash,net2net_random",
+    command = [sys.executable, str(ROOT / "benchmarks" / "py"), "--contestants", "nash,net2net_random",
                "--minutes", "0.75", "--seeds", "0", "--dataset", "digits", "--epochs", "1", "--final-epochs", "2",
                "--final-threads", "2", "--seed-widths", "4", "8", "8", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
