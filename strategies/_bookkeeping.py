@@ -22,25 +22,26 @@ from .candidate import Candidate, candidate_id
 from .config import Config, parse_config
 
 # Phases every strategy has; each adds its own between seed and final.
-_SEED, _FINAL, _DONE, _FAILED = "seed", "final", "done", "failed"
+PHASE_SEED, PHASE_FINAL, PHASE_DONE, PHASE_FAILED = "seed", "final", "done", "failed"
 
 
-def _json_copy(value: Any) -> Any:
+def json_copy(value: Any) -> Any:
     """A plain-JSON deep copy: non-finite floats become None, unknown objects their ``str``."""
     if isinstance(value, Mapping):
-        return {str(k): _json_copy(v) for k, v in value.items()}
+        return {str(k): json_copy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_copy(v) for v in value]
+        return [json_copy(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, np.generic):
-        return _json_copy(value.item())
+        return json_copy(value.item())
     return str(value)
 
 
-def _accuracy(result: Mapping[str, Any], key: str = "default") -> float | None:
+def accuracy_of(result: Mapping[str, Any], key: str = "default") -> float | None:
+    """The finite number under ``key`` of a result (``"default"``: the validation accuracy), else ``None``."""
     value = result.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
@@ -59,7 +60,7 @@ def _failure_of(result: Any, failure: str | None, key: str = "default") -> str |
         return f"the result is not a mapping but a {type(result).__name__}"
     if result.get("failed"):
         return str(result["failed"])
-    if _accuracy(result, key) is None:
+    if accuracy_of(result, key) is None:
         return f"the result has no finite number as {key!r} (got {result.get(key)!r})"
     return None
 
@@ -85,7 +86,7 @@ class CandidateLedger:
     state_version: ClassVar[int] = 1
     config_class: ClassVar[type[Config]] = Config
     #: All phases (checked when a state is loaded); the key naming ``Candidate.step`` in figures.
-    phases: ClassVar[tuple[str, ...]] = (_SEED, _FINAL, _DONE, _FAILED)
+    phases: ClassVar[tuple[str, ...]] = (PHASE_SEED, PHASE_FINAL, PHASE_DONE, PHASE_FAILED)
     generation_key: ClassVar[str] = "step"
     logger: ClassVar[logging.Logger] = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class CandidateLedger:
         self._failures: dict[str, str] = {}
         self._unasked: list[str] = []
         self._serial = 0
-        self._phase = _SEED
+        self._phase = PHASE_SEED
         self._seed_id = ""
         self._notes: list[str] = []
         self._failure_reason: str | None = None
@@ -183,7 +184,7 @@ class CandidateLedger:
         reason = _failure_of(result, failure,
                              "test_acc" if self._candidates[candidate_id].train_on == "train+val" else "default")
         if reason is None:
-            self._results[candidate_id] = _json_copy(result)
+            self._results[candidate_id] = json_copy(result)
         else:
             log.warning("%s: candidate %s failed: %s", name, candidate_id, reason)
             self._failures[candidate_id] = reason
@@ -195,7 +196,7 @@ class CandidateLedger:
 
     @property
     def finished(self) -> bool:
-        return self._phase in (_DONE, _FAILED)
+        return self._phase in (PHASE_DONE, PHASE_FAILED)
 
     # ---- extras ---------------------------------------------------------------------------------
 
@@ -235,7 +236,7 @@ class CandidateLedger:
 
     def _val_acc(self, cid: str) -> float | None:
         """The validation accuracy of a successful candidate, else ``None``."""
-        return _accuracy(self._results[cid]) if cid in self._results else None
+        return accuracy_of(self._results[cid]) if cid in self._results else None
 
     def _propose(self, arch: Architecture, *, parent: str | None, epochs: int, role: str,
                  train_on: str = "train", evaluate_test: bool = False, stop_after: int | None = None,
@@ -278,7 +279,7 @@ class CandidateLedger:
             return False
         self._failure_reason = (f"the seed candidate {self._seed_id} failed "
                                 f"({self._failures[self._seed_id]}); there is nothing to {what} from")
-        self._phase = _FAILED
+        self._phase = PHASE_FAILED
         self.logger.error("%s: %s", self.log_name, self._failure_reason)
         return True
 
@@ -290,13 +291,13 @@ class CandidateLedger:
             "version": self.state_version,
             "config": self.config.to_dict(),
             "seed_architecture": self.seed_architecture.to_dict(),
-            "rng": _json_copy(self._rng.bit_generator.state),
+            "rng": json_copy(self._rng.bit_generator.state),
         }
 
     def _state_ledger(self) -> dict[str, Any]:
         return {
             "candidates": [c.to_dict() for c in self._candidates.values()],
-            "results": _json_copy(self._results),
+            "results": json_copy(self._results),
             "failures": dict(self._failures),
             "unasked": list(self._unasked),
             "serial": self._serial,
@@ -363,7 +364,7 @@ class CandidateLedger:
 
     def _summary(self, strategy: str, progress: Mapping[str, Any], counts: Mapping[str, Any]) -> dict[str, Any]:
         """The summary: status, ``progress`` keys, seed, winner, history, failures, ``counts`` keys, cost."""
-        status = {_FAILED: "failed", _DONE: "finished"}.get(self._phase, "running")
+        status = {PHASE_FAILED: "failed", PHASE_DONE: "finished"}.get(self._phase, "running")
         finals = {c.role: cid for cid, c in self._candidates.items() if c.role in ("final", "seed_final")}
         seed = self._figures(self._seed_id, finals.get("seed_final"))
         winner = None
@@ -401,7 +402,7 @@ class CandidateLedger:
             **self._extra_figures(c),
             "val_acc": self._val_acc(cid),
             "final_candidate": final_id,
-            "test_acc": None if final is None else _accuracy(final, "test_acc"),
+            "test_acc": None if final is None else accuracy_of(final, "test_acc"),
             "final_failed": self._failures.get(final_id) if final_id is not None else None,
         }
 

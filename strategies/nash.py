@@ -56,9 +56,7 @@ from nni_nas_ext.core.architecture import Architecture
 from nni_nas_ext.core.errors import MorphismError
 from nni_nas_ext.core.morphisms import MORPHISMS, Morphism, create_morphism, random_chain
 
-from ._bookkeeping import (
-    _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _accuracy, _json_copy,
-)
+from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, CandidateLedger, accuracy_of, json_copy
 from .candidate import Candidate
 from .config import Config, option
 
@@ -211,7 +209,7 @@ class HillClimbing(CandidateLedger):
     state_format: ClassVar[str] = STATE_FORMAT
     state_version: ClassVar[int] = STATE_VERSION
     config_class: ClassVar[type[Config]] = NashConfig
-    phases: ClassVar[tuple[str, ...]] = (_SEED, _CLIMB, _FINAL, _DONE, _FAILED)
+    phases: ClassVar[tuple[str, ...]] = (PHASE_SEED, _CLIMB, PHASE_FINAL, PHASE_DONE, PHASE_FAILED)
     generation_key: ClassVar[str] = "step"
     logger: ClassVar[logging.Logger] = logger
     config: NashConfig
@@ -226,7 +224,7 @@ class HillClimbing(CandidateLedger):
         self._rounds: list[dict[str, Any]] = []  # one per proposed round: step, phase, ids, incumbents, note
         self._incumbent: str | None = None
         self._stopped_early: str | None = None
-        self._open_round(_SEED, [self._propose_seed(config.epochs_seed).id])
+        self._open_round(PHASE_SEED, [self._propose_seed(config.epochs_seed).id])
 
     # ---- the SearchStrategy interface -------------------------------------------------------------
 
@@ -236,7 +234,7 @@ class HillClimbing(CandidateLedger):
             **self._state_head(),
             **self._state_ledger(),
             "step": self._step,
-            "rounds": _json_copy(self._rounds),
+            "rounds": json_copy(self._rounds),
             "incumbent": self._incumbent,
             **self._state_tail(),
             "stopped_early": self._stopped_early,
@@ -302,7 +300,7 @@ class HillClimbing(CandidateLedger):
 
     def _close_round(self) -> None:
         current = self._rounds[-1]
-        if self._phase == _SEED:
+        if self._phase == PHASE_SEED:
             if self._fail_seed("climb"):
                 return
             self._incumbent = self._seed_id
@@ -317,7 +315,7 @@ class HillClimbing(CandidateLedger):
                 self._incumbent = best
         else:  # the final round
             current["incumbent_after"] = self._incumbent
-            self._phase = _DONE
+            self._phase = PHASE_DONE
             return
         current["incumbent_after"] = self._incumbent
         logger.info("NASH: step %d done, incumbent %s", self._step, self._incumbent)
@@ -331,7 +329,7 @@ class HillClimbing(CandidateLedger):
         best, best_acc = None, -math.inf
         for cid in ids:
             if cid in self._results:
-                acc = _accuracy(self._results[cid])
+                acc = accuracy_of(self._results[cid])
                 if acc is not None and acc > best_acc:
                     best, best_acc = cid, acc
         return best
@@ -370,7 +368,7 @@ class HillClimbing(CandidateLedger):
                       "evaluate_test": True}
             ids = [self._propose(winner.architecture.with_lineage(None), role="final", **common).id,
                    self._propose(seed.architecture, role="seed_final", **common).id]
-        self._open_round(_FINAL, ids)
+        self._open_round(PHASE_FINAL, ids)
 
     def _origin(self, cid: str) -> str | None:
         """The candidate ``cid`` was derived from: its ``parent``, or without inheritance the incumbent of its round.
@@ -400,8 +398,8 @@ class HillClimbing(CandidateLedger):
                 "candidate": cid, "role": c.role, "arch_id": c.architecture.id,
                 "params": c.architecture.num_parameters(),
                 "morphisms": [] if lineage is None else [s.describe() for s in lineage.steps],
-                "val_acc": None if result is None else _accuracy(result),
-                "test_acc": None if result is None else _accuracy(result, "test_acc"),
+                "val_acc": None if result is None else accuracy_of(result),
+                "test_acc": None if result is None else accuracy_of(result, "test_acc"),
                 "failed": self._failures.get(cid),
             })
         return {"step": r["step"], "phase": r["phase"], "incumbent_before": r["incumbent_before"],

@@ -63,7 +63,7 @@ from typing import Any, ClassVar, Optional, Union
 
 from nni_nas_ext.core.architecture import Architecture
 
-from ._bookkeeping import _DONE, _FAILED, _FINAL, _SEED, CandidateLedger, _accuracy
+from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, CandidateLedger, accuracy_of
 from .candidate import Candidate
 from .config import Config, option
 from .nash import NashConfig, draw_children, nash_morphisms
@@ -143,7 +143,7 @@ class AsyncHillClimbing(CandidateLedger):
     state_format: ClassVar[str] = STATE_FORMAT
     state_version: ClassVar[int] = STATE_VERSION
     config_class: ClassVar[type[Config]] = AsyncNashConfig
-    phases: ClassVar[tuple[str, ...]] = (_SEED, _CLIMB, _FINAL, _DONE, _FAILED)
+    phases: ClassVar[tuple[str, ...]] = (PHASE_SEED, _CLIMB, PHASE_FINAL, PHASE_DONE, PHASE_FAILED)
     generation_key: ClassVar[str] = "step"
     logger: ClassVar[logging.Logger] = logger
     #: ``ask`` takes a :class:`Budget` (the NNI adapter passes one, a free slot at a time)
@@ -169,7 +169,7 @@ class AsyncHillClimbing(CandidateLedger):
 
     def ask(self, budget: Budget | None = None) -> list[Candidate]:  # type: ignore[override]
         """Candidates to start now: up to ``budget.free_slots`` (else up to ``n_neighbours - 1`` running)."""
-        if self._phase == _SEED:
+        if self._phase == PHASE_SEED:
             self._fill_seed_phase(budget)
         elif self._phase == _CLIMB:
             self._fill(budget)
@@ -182,7 +182,7 @@ class AsyncHillClimbing(CandidateLedger):
             self._outstanding.remove(candidate_id)
         acc = self._val_acc(candidate_id)
         role = self._candidates[candidate_id].role
-        if self._phase == _SEED:
+        if self._phase == PHASE_SEED:
             if candidate_id == self._seed_id and not self._fail_seed("climb"):
                 self._incumbent, self._phase = self._seed_id, _CLIMB
                 sibling = self._val_acc(self._sibling) if self._sibling is not None else None
@@ -197,8 +197,8 @@ class AsyncHillClimbing(CandidateLedger):
                 logger.info("NASH-async: new incumbent %s (val acc %.4f > %s)", candidate_id, acc,
                             "none" if best is None else f"{best:.4f}")
                 self._incumbent = candidate_id
-        elif self._phase == _FINAL and not self._outstanding:
-            self._phase = _DONE
+        elif self._phase == PHASE_FINAL and not self._outstanding:
+            self._phase = PHASE_DONE
         return True
 
     def state_dict(self) -> dict[str, Any]:
@@ -264,7 +264,7 @@ class AsyncHillClimbing(CandidateLedger):
     def _history(self) -> list[dict[str, Any]]:
         return [{"candidate": cid, "role": c.role, "parent": c.parent, "arch_id": c.architecture.id,
                  "params": c.architecture.num_parameters(), "val_acc": self._val_acc(cid),
-                 "test_acc": _accuracy(self._results[cid], "test_acc") if cid in self._results else None,
+                 "test_acc": accuracy_of(self._results[cid], "test_acc") if cid in self._results else None,
                  "failed": self._failures.get(cid), "early_stopped": self._stopped_early(cid)}
                 for cid, c in self._candidates.items()]
 
@@ -421,7 +421,7 @@ class AsyncHillClimbing(CandidateLedger):
         self._outstanding.append(self._propose_final(winner.id, epochs).id)
         if self.config.final_seed and self._seed_final() is None:
             self._start_seed_final(budget)
-        self._phase = _FINAL
+        self._phase = PHASE_FINAL
 
     # ---- the cost model (from what trials reported; no clock here) --------------------------------------
 

@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Optional, Union
 from nni_nas_ext.core.architecture import Architecture
 from nni_nas_ext.core.morphisms import MORPHISMS
 
-from ._bookkeeping import _DONE, _FAILED, _FINAL, CandidateLedger, _accuracy
+from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, CandidateLedger, accuracy_of
 from .candidate import Candidate
 from .config import Config, option
 from .nash import draw_architecture, nash_morphisms
@@ -126,7 +126,7 @@ class RandomMorphismSearch(CandidateLedger):
     state_format: ClassVar[str] = STATE_FORMAT
     state_version: ClassVar[int] = STATE_VERSION
     config_class: ClassVar[type[Config]] = RandomMorphismConfig
-    phases: ClassVar[tuple[str, ...]] = (_SAMPLE, _FINAL, _DONE, _FAILED)
+    phases: ClassVar[tuple[str, ...]] = (_SAMPLE, PHASE_FINAL, PHASE_DONE, PHASE_FAILED)
     generation_key: ClassVar[str] = "sample"
     logger: ClassVar[logging.Logger] = logger
     config: RandomMorphismConfig
@@ -208,7 +208,7 @@ class RandomMorphismSearch(CandidateLedger):
         return len(self._samples)
 
     def _current_round(self) -> list[str]:
-        return self._finals if self._phase in (_FINAL, _DONE) else self._samples
+        return self._finals if self._phase in (PHASE_FINAL, PHASE_DONE) else self._samples
 
     def _best(self) -> str | None:
         """The successful sample with the highest validation accuracy; ties: the first proposed."""
@@ -248,19 +248,19 @@ class RandomMorphismSearch(CandidateLedger):
         return None
 
     def _close_round(self) -> None:
-        if self._phase == _FINAL:
-            self._phase = _DONE
+        if self._phase == PHASE_FINAL:
+            self._phase = PHASE_DONE
             return
         if not self._sampling_done():
             return  # every sample out so far is told; the next ask() hands out more
         best = self._best()
         if best is None:
             self._failure_reason = f"every one of the {len(self._samples)} samples failed; there is no winner"
-            self._phase = _FAILED
+            self._phase = PHASE_FAILED
             logger.error("RandomMorphism: %s", self._failure_reason)
             return
         logger.info("RandomMorphism: %d samples trained, winner %s", len(self._samples), best)
-        self._phase = _FINAL
+        self._phase = PHASE_FINAL
         if self._seed_id in self._results:
             self._finals = self._propose_finals(best)
         else:  # a failed seed has no weights to train further: the winner only
@@ -278,7 +278,7 @@ class RandomMorphismSearch(CandidateLedger):
     def _history(self) -> list[dict[str, Any]]:
         rounds = [{"phase": _SAMPLE, "candidates": [self._entry(cid) for cid in self._samples]}]
         if self._finals:
-            rounds.append({"phase": _FINAL, "candidates": [self._entry(cid) for cid in self._finals]})
+            rounds.append({"phase": PHASE_FINAL, "candidates": [self._entry(cid) for cid in self._finals]})
         return rounds
 
     def _entry(self, cid: str) -> dict[str, Any]:
@@ -289,7 +289,7 @@ class RandomMorphismSearch(CandidateLedger):
             "candidate": cid, "role": c.role, "sample": c.step, "arch_id": c.architecture.id,
             "params": c.architecture.num_parameters(),
             "morphisms": [] if lineage is None else [s.describe() for s in lineage.steps],
-            "val_acc": None if result is None else _accuracy(result),
-            "test_acc": None if result is None else _accuracy(result, "test_acc"),
+            "val_acc": None if result is None else accuracy_of(result),
+            "test_acc": None if result is None else accuracy_of(result, "test_acc"),
             "failed": self._failures.get(cid),
         }

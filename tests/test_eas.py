@@ -24,11 +24,8 @@ from nni_nas_ext.core.morphisms import WIDTHS, next_width
 from nni_nas_ext.search_spaces import nash_seed, plain_cnn
 from nni_nas_ext.strategies import Candidate, ConfigError, SearchStrategy, describe_config, parse_config
 from nni_nas_ext.strategies.eas import (
-    EasConfig, EasSearch, RandomNet2Net, deeper_blocks, layer_sequence, tokens, wider_mask,
-    widths_up_to,
-)
-from nni_nas_ext.strategies.eas_controller import (
-    ControllerConfig, DeeperAction, EasController, Trajectory, WiderAction,
+    ControllerConfig, DeeperAction, EasConfig, EasController, EasSearch, RandomNet2Net, Trajectory, WiderAction,
+    deeper_blocks, layer_sequence, tokens, wider_mask, widths_up_to,
 )
 
 SEED_ARCH = nash_seed((1, 8, 8), 10, (4, 8, 8))

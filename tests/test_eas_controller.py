@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from nni_nas_ext.strategies.config import ConfigError, describe_config, parse_config
-from nni_nas_ext.strategies.eas_controller import (
-    MAX_ACCURACY, ControllerConfig, DeeperAction, EasController, Step, Trajectory, WiderAction, accuracy_reward,
+from nni_nas_ext.strategies.eas import (
+    MAX_ACCURACY, ControllerConfig, DeeperAction, EasController, Trajectory, WiderAction, accuracy_reward,
     action_from_dict,
 )
+from nni_nas_ext.strategies.eas.actions import Step
 
 TOKENS = ("conv-16-3", "conv-16-3", "pool", "conv-32-3", "conv-32-3", "pool", "fc-64")
 MASK = (True, True, False, True, True, False, True)
