@@ -1,6 +1,7 @@
 # nni-nas-ext: fresh-machine setup, tests, demo and benchmarks.
 #
-#   make test     create/reuse .venv (keyed on the lock) and run pytest; PYTEST_ARGS="..." to select
+#   make test     create/reuse .venv (keyed on the lock), run `make lint`, then pytest; PYTEST_ARGS="..." to select
+#   make lint     the layers (import-linter), style (ruff) and types (mypy): .ci/lint.py
 #   make demo     the main job: nnictl create --config config.yml (NASH on digits), followed to the end
 #   make bench    benchmarks/bench_core.py and bench_trial_loop.py in .venv
 #   make compare  strategies side by side (benchmarks/compare.py; MINUTES, SEEDS, CONTESTANTS, LIMIT)
@@ -44,10 +45,10 @@ PIP_FILTER := sed -u '/is ignored: it is neither a file nor a directory/d'
 PORT ?= 8080
 CONFIG ?= config.yml
 
-.PHONY: help venv nni-fix browser fashion-mnist-data test demo bench lock clean distclean
+.PHONY: help venv nni-fix browser fashion-mnist-data lint test demo bench lock clean distclean
 
 help:
-	@sed -n '3,8s/^# \{0,1\}//p' Makefile
+	@sed -n '3,10s/^# \{0,1\}//p' Makefile
 
 venv: $(STAMP)
 
@@ -99,7 +100,11 @@ fashion-mnist-data:
 # Screenshots of the portal (browser test) land in tests/output/ (not committed).
 ARTIFACTS ?= $(CURDIR)/tests/output
 
-test: venv nni-fix browser
+# The layers, the style and the types; contracts in .importlinter, settings in pyproject.toml. First in `make test`.
+lint: venv
+	$(VENV_PY) .ci/lint.py
+
+test: venv lint nni-fix browser
 	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 # The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner.
