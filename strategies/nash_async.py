@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
@@ -67,6 +66,7 @@ from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, Can
 from .candidate import Candidate
 from .config import Config, option
 from .nash import NashConfig, draw_children, nash_morphisms
+from .trial_costs import TRAIN_VAL_FACTOR, TrialCosts
 
 __all__ = ["AsyncHillClimbing", "AsyncNashConfig", "Budget"]
 
@@ -76,15 +76,6 @@ STATE_FORMAT = "nash-async-hill-climbing"
 STATE_VERSION = 1
 
 _CLIMB = "climb"
-#: train+val is larger than train: with the usual 20 % validation split, 1 / 0.8 = 1.25 times the data
-_TRAIN_VAL_FACTOR = 1.25
-#: margin on a cost estimate that comes from other networks' timings (scaled by MACs)
-_SAFETY = 1.15
-#: margin on a cost estimate from the same architecture's own measured epochs
-_SAFETY_MEASURED = 1.08
-#: seconds between a proposal and its trial's start, and by which NNI's ``execDuration`` may lag (NNI updates it
-#: on a timer; the trial is scheduled on a poll): added to every estimate
-_LATENCY = 5.0
 #: with ``final_fill``, a final training gets at most this many times ``epochs_final``
 _FINAL_FILL_MAX = 3
 #: the seed's final training starts while the last climbing trials run and fills its slot to the deadline (the
@@ -423,71 +414,29 @@ class AsyncHillClimbing(CandidateLedger):
             self._start_seed_final(budget)
         self._phase = PHASE_FINAL
 
-    # ---- the cost model (from what trials reported; no clock here) --------------------------------------
+    # ---- the cost model (:mod:`.trial_costs`: from what trials reported; no clock here) -------------------
+
+    def _costs(self) -> TrialCosts:
+        return TrialCosts(self._candidates, self._results, self._epochs_trained)
 
     def _per_epoch(self, cid: str) -> float | None:
-        result = self._results.get(cid)
-        epochs = self._epochs_trained(cid)
-        timings = result.get("timings") if result else None
-        if not isinstance(timings, Mapping) or epochs <= 0:
-            return None
-        train = timings.get("train")
-        setup = timings.get("train_setup", 0.0)
-        if not isinstance(train, (int, float)) or not isinstance(setup, (int, float)):
-            return None
-        per_epoch = (float(train) - float(setup)) / epochs
-        return per_epoch if per_epoch > 0 and math.isfinite(per_epoch) else None
+        return self._costs().per_epoch(cid)
 
     def _overhead(self) -> float:
-        """Median seconds of a trial outside its epochs (process start, data, checkpoint), over told trials."""
-        values = []
-        for cid, result in self._results.items():
-            timings = result.get("timings")
-            per_epoch = self._per_epoch(cid)
-            total = timings.get("process_total", timings.get("total")) if isinstance(timings, Mapping) else None
-            if per_epoch is not None and isinstance(total, (int, float)):
-                values.append(max(0.0, float(total) - per_epoch * self._epochs_trained(cid)))
-        return statistics.median(values) if values else 0.0
+        return self._costs().overhead()
 
     def _estimate(self, arch: Architecture, epochs: int, data_factor: float = 1.0) -> float | None:
-        """Seconds a trial of ``arch`` for ``epochs`` would take, plus the median overhead; None before any
-        measurement. Seconds per epoch: the architecture's own latest measurement (margin
-        ``_SAFETY_MEASURED``), else the incumbent's scaled by MACs (the nearest measured network; ``_SAFETY``)."""
-        own = self._measured_per_epoch(arch.id)
-        if own is not None:
-            return _LATENCY + _SAFETY_MEASURED * (self._overhead() + epochs * own * data_factor)
-        ref = self._incumbent
-        per_epoch = self._per_epoch(ref) if ref is not None else None
-        if per_epoch is None:
-            return None
-        ref_macs = max(1, self._candidates[ref].architecture.num_macs())  # type: ignore[index]
-        scaled = per_epoch * max(1, arch.num_macs()) / ref_macs
-        return _LATENCY + _SAFETY * (self._overhead() + epochs * scaled * data_factor)
-
-    def _measured_per_epoch(self, arch_id: str) -> float | None:
-        """Seconds per epoch on the training split of the latest told trial of this architecture."""
-        for cid in reversed(list(self._results)):
-            c = self._candidates[cid]
-            if c.architecture.id == arch_id and c.train_on == "train":
-                per_epoch = self._per_epoch(cid)
-                if per_epoch is not None:
-                    return per_epoch
-        return None
+        """Seconds a trial of ``arch`` for ``epochs`` would take (:meth:`TrialCosts.estimate`, the incumbent being
+        the reference network); None before any measurement."""
+        return self._costs().estimate(arch, epochs, self._incumbent, data_factor)
 
     def _final_reserve(self, candidate: Architecture) -> float | None:
         """Seconds to keep for the final phase if ``candidate`` is trained: its own final training or the
         incumbent's, whichever is costlier (the candidate may become the winner: a child too large for its
         final training to fit is never started), side by side with the seed's if that has not started."""
-        incumbent = self._candidates[self._incumbent]  # type: ignore[index]
-        one = self._estimate(incumbent.architecture, self.config.epochs_final, _TRAIN_VAL_FACTOR)
-        own = self._estimate(candidate, self.config.epochs_final, _TRAIN_VAL_FACTOR)
-        if one is None or own is None:
-            return None
-        one = max(one, own)
-        if self.config.final_seed and self._seed_final() is None:
-            seed = self._estimate(self.seed_architecture, self.config.epochs_final, _TRAIN_VAL_FACTOR)
-            one = max(one, seed or 0.0)  # trained side by side, on two slots
-        return one
+        seed = self.seed_architecture if self.config.final_seed and self._seed_final() is None else None
+        return self._costs().final_reserve(candidate, self._incumbent, seed,  # type: ignore[arg-type]
+                                           self.config.epochs_final)
 
     def _final_epochs(self, arch: Architecture, budget: Budget | None, fill: int = _FINAL_FILL_MAX) -> int:
         """Epochs of a final training of ``arch``: ``epochs_final`` without a time budget, else as many as fit
@@ -495,10 +444,5 @@ class AsyncHillClimbing(CandidateLedger):
         if budget is None or budget.seconds_left is None:
             return self.config.epochs_final
         top = self.config.epochs_final * (fill if self.config.final_fill else 1)
-        one, two = self._estimate(arch, 1, _TRAIN_VAL_FACTOR), self._estimate(arch, 2, _TRAIN_VAL_FACTOR)
-        if one is None or two is None:
-            return self.config.epochs_final
-        per_epoch, fixed = two - one, 2 * one - two  # the estimate is affine in the epochs
-        if per_epoch <= 0:
-            return top
-        return int(min(top, max(1, math.floor((budget.seconds_left - fixed) / per_epoch))))
+        fit = self._costs().epochs_within(arch, budget.seconds_left, top, self._incumbent, TRAIN_VAL_FACTOR)
+        return self.config.epochs_final if fit is None else fit

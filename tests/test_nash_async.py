@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nni_nas_ext.strategies import AsyncHillClimbing, Budget, Candidate, create_strategy, nash_async
+from nni_nas_ext.strategies import AsyncHillClimbing, Budget, Candidate, create_strategy, trial_costs
 from test_nash import SEED_ARCH, fake_accuracy
 
 CONFIG = {"n_morphisms": 2, "epochs_seed": 4, "epochs_neighbour": 2, "epochs_final": 6, "n_steps": 1000,
@@ -323,7 +323,7 @@ def test_no_slot_idles_from_the_start_to_the_final_phase() -> None:
         assert busy_fraction(starts, 0.0, finals["final"][0], 2) == pytest.approx(1.0)
         for start, end, c in finals.values():
             epoch = _final_seconds(c, 2) - _final_seconds(c, 1)
-            slack = epoch + nash_async._SAFETY_MEASURED * (end - start) - (end - start) + nash_async._LATENCY
+            slack = epoch + trial_costs.SAFETY_MEASURED * (end - start) - (end - start) + trial_costs.LATENCY
             assert end <= budget and budget - end <= 1.1 * slack, (c.role, end)
         assert busy_fraction(starts, 0.0, budget, 2) >= 0.9
 
