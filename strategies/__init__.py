@@ -19,7 +19,7 @@ from .candidate import ROLES, TRAIN_ON, Candidate, candidate_id
 from .config import Config, ConfigError, ConfigRow, describe_config, option, parse_config
 from .eas import EasConfig, EasSearch, RandomNet2Net
 from .fna import FnaConfig, FnaJob, FnaPipeline
-from .fna_adaptation import AdaptationConfig, adapt
+from .fna_adaptation import AdaptationConfig
 from .nash import HillClimbing, NashConfig
 from .nash_async import AsyncHillClimbing, AsyncNashConfig, Budget
 from .random_morphism import RandomMorphismConfig, RandomMorphismSearch
@@ -28,7 +28,7 @@ __all__ = [
     "ROLES", "STRATEGIES", "TRAIN_ON", "AdaptationConfig", "AsyncHillClimbing", "AsyncNashConfig", "Budget",
     "Candidate", "Config", "ConfigError", "ConfigRow",
     "EasConfig", "EasSearch", "FnaConfig", "FnaJob", "FnaPipeline", "HillClimbing", "NashConfig", "RandomMorphismConfig",
-    "RandomMorphismSearch", "RandomNet2Net", "SearchStrategy", "adapt", "candidate_id", "create_strategy",
+    "RandomMorphismSearch", "RandomNet2Net", "SearchStrategy", "candidate_id", "create_strategy",
     "describe_config", "describe_strategy", "list_strategies", "option", "parse_config",
 ]
 

@@ -6,7 +6,8 @@ Fang et al., *Fast Neural Network Adaptation via Parameter Remapping and Archite
 1. **seed**: a MobileNetV2 trained on the source task (a user's checkpoint, or trained here as the first
    job on the source dataset);
 2. **architecture adaptation** (job ``adapt``): the seed's parameters remapped into the super-network, a
-   differentiable sampled-path search on the target task (:mod:`nni_nas_ext.strategies.fna_adaptation`),
+   differentiable sampled-path search on the target task (run by the trial,
+   :mod:`nni_nas_ext.trial_code.fna_adaptation`; its maths in :mod:`nni_nas_ext.strategies.fna_adaptation`),
    the target architecture derived;
 3. **parameter adaptation** (job ``param``): remap again *from the seed* into the derived architecture and
    fine-tune it on the target task; the test set is evaluated once, here.
@@ -31,10 +32,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
 
 from .config import Config, ConfigError, option, parse_config
@@ -77,10 +78,12 @@ class FnaConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.seed_checkpoint is not None and not Path(self.seed_checkpoint).is_absolute():
+        # judged from the string alone: the strategy never looks at files (the NNI adapter checks the file)
+        if self.seed_checkpoint is not None and not os.path.isabs(self.seed_checkpoint):
             raise ConfigError(f"fna: seed_checkpoint must be an absolute path (trials run in other folders), but "
-                              f"got {self.seed_checkpoint!r}; e.g. {str(Path(self.seed_checkpoint).resolve())!r}",
-                              key="seed_checkpoint", value=self.seed_checkpoint)
+                              f"got {self.seed_checkpoint!r}; give its full path, e.g. what "
+                              f"`realpath {self.seed_checkpoint}` prints", key="seed_checkpoint",
+                              value=self.seed_checkpoint)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""FNA's architecture adaptation (strategies/fna_adaptation.py): binary gates, the cost term, the search."""
+"""FNA's architecture adaptation: binary gates, the cost term (strategies/fna_adaptation.py), the search
+(trial_code/fna_adaptation.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from nni_nas_ext.core.mbconv import MBConvSuperNet, SuperNetSpace, build_network
 from nni_nas_ext.core.remap import remap_to_supernet
 from nni_nas_ext.strategies.config import ConfigError, parse_config
 from nni_nas_ext.strategies.fna_adaptation import (
-    AdaptationConfig, BinaryGateMixer, adapt, alpha_gradient, expected_madds, rescale_pair,
+    AdaptationConfig, BinaryGateMixer, alpha_gradient, expected_madds, rescale_pair,
 )
+from nni_nas_ext.trial_code.fna_adaptation import adapt
 
 
 class _Layer(nn.Module):

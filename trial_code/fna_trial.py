@@ -8,7 +8,7 @@ One function, :func:`run_fna_job`, runs one :class:`~nni_nas_ext.strategies.fna.
   later jobs; reported: source validation accuracy (and source test accuracy, for information);
 * ``adapt``: the seed's weights are moved to the target task (:func:`seed_for_target`), remapped into the
   super-network (:func:`nni_nas_ext.core.remap.remap_to_supernet`), and
-  :func:`nni_nas_ext.strategies.fna_adaptation.adapt` runs on the target's training split; every epoch
+  :func:`nni_nas_ext.trial_code.fna_adaptation.adapt` runs on the target's training split; every epoch
   reports the argmax path's validation accuracy and the expected MAdds; the final result names the
   derived architecture and choice;
 * ``param``: parameter adaptation: remap again *from the seed* into the derived architecture
@@ -50,10 +50,11 @@ from nni_nas_ext.core.mbconv import (
 )
 from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
 from nni_nas_ext.strategies.fna import FnaJob
-from nni_nas_ext.strategies.fna_adaptation import AdaptationConfig, AdaptationEpoch, adapt
+from nni_nas_ext.strategies.fna_adaptation import AdaptationConfig
 
 from .checkpoints import checkpoint_dir_error
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
+from .fna_adaptation import AdaptationEpoch, adapt
 from .training import EpochResult, Schedule, evaluate, select_device, train
 from .trial import Reporter, TrialFailed, default_checkpoint_dir
 
