@@ -270,7 +270,7 @@ class CandidateLedger:
         return self._propose(seed.architecture, parent=seed.id, role="seed_final", **self._final_args(epochs))
 
     def _final_args(self, epochs: int | None) -> dict[str, Any]:
-        return {"epochs": self.config.epochs_final if epochs is None else epochs,  # type: ignore[attr-defined]
+        return {"epochs": self.config.epochs_final if epochs is None else epochs,
                 "train_on": "train+val", "evaluate_test": True}
 
     def _fail_seed(self, what: str) -> bool:
@@ -355,7 +355,7 @@ class CandidateLedger:
     def _from_state(cls, state: Any, **kwargs: Any) -> Any:
         if not isinstance(state, Mapping):
             raise ValueError(f"a {cls.log_name} state is a JSON object, but got {type(state).__name__}")
-        strategy = cls(Architecture.from_dict(state.get("seed_architecture")),  # type: ignore[call-arg]
+        strategy = cls(Architecture.from_dict(state.get("seed_architecture")),
                        parse_config(cls.config_class, state.get("config")), **kwargs)
         strategy.load_state_dict(dict(state))  # type: ignore[attr-defined]
         return strategy

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, Protocol
+from typing import Any, ClassVar, Optional, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -202,7 +202,7 @@ class BinaryGateMixer:
 
     def __call__(self, x: Tensor, layer: nn.Module) -> Tensor:
         k = self.index[id(layer)]
-        ops = layer.ops  # type: ignore[attr-defined]
+        ops = cast(nn.ModuleList, layer.ops)
         gates = self.gates[k]
         if gates is None:
             return ops[self.active[k]](x)

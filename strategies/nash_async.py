@@ -158,7 +158,7 @@ class AsyncHillClimbing(CandidateLedger):
 
     # ---- the SearchStrategy interface -------------------------------------------------------------
 
-    def ask(self, budget: Budget | None = None) -> list[Candidate]:  # type: ignore[override]
+    def ask(self, budget: Budget | None = None) -> list[Candidate]:
         """Candidates to start now: up to ``budget.free_slots`` (else up to ``n_neighbours - 1`` running)."""
         if self._phase == PHASE_SEED:
             self._fill_seed_phase(budget)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 from torch import nn
@@ -60,7 +60,7 @@ class ControllerNetwork(nn.Module):
                                         else self.decoder.hidden_size)
                 nn.init.uniform_(param, -bound, bound, generator=generator)
             else:  # linear layers: weight and bias by the fan-in of the layer
-                module = self.get_submodule(name.rsplit(".", 1)[0])
+                module = cast(nn.Linear, self.get_submodule(name.rsplit(".", 1)[0]))
                 bound = 1.0 / math.sqrt(module.in_features)
                 nn.init.uniform_(param, -bound, bound, generator=generator)
 
@@ -112,8 +112,8 @@ class ControllerNetwork(nn.Module):
         n_blocks = max(len(b) for b in blocks_list)
         member = torch.zeros(batch, n_blocks, length, dtype=out.dtype)
         for i, blocks in enumerate(blocks_list):
-            for k, block in enumerate(blocks):
-                member[i, k, list(block)] = 1.0
+            for k, members in enumerate(blocks):
+                member[i, k, list(members)] = 1.0
         sizes = member.sum(dim=-1)
         features = member @ out / sizes.clamp(min=1.0).unsqueeze(-1)  # (B, n_blocks, 2H): mean per block
         rows = torch.arange(batch)

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Optional, Union, cast
 
 from nni_nas_ext.core.architecture import Architecture, Step
 from nni_nas_ext.core.morphisms import Widen
@@ -301,11 +301,11 @@ class EasSearch(_EpisodeSearch):
 
     def __init__(self, seed_architecture: Architecture, config: Union[EasConfig, Mapping[str, Any], None] = None,
                  *, controller: Optional[ControllerLike] = None) -> None:
-        config = self.coerce_config(config)
+        checked = cast(EasConfig, self.coerce_config(config))
         if controller is None:
-            controller = EasController(config.controller_config())
+            controller = EasController(checked.controller_config())
         self.controller = controller
-        super().__init__(seed_architecture, config, ControllerPolicy(controller, config.seed))
+        super().__init__(seed_architecture, checked, ControllerPolicy(controller, checked.seed))
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any], *, controller: Optional[ControllerLike] = None) -> EasSearch:
@@ -328,8 +328,8 @@ class RandomNet2Net(_EpisodeSearch):
 
     def __init__(self, seed_architecture: Architecture,
                  config: Union[EasConfig, Mapping[str, Any], None] = None) -> None:
-        config = self.coerce_config(config)
-        super().__init__(seed_architecture, config, RandomPolicy(config.kernels))
+        checked = cast(EasConfig, self.coerce_config(config))
+        super().__init__(seed_architecture, checked, RandomPolicy(checked.kernels))
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> RandomNet2Net:
