@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -337,3 +338,14 @@ def test_actions_and_trajectories_round_trip_through_json() -> None:
         Step.from_dict({"tokens": ["pool"], "action": {"kind": "wider", "decisions": [True]}, "mask": [False]})
     with pytest.raises(ValueError, match="a deeper step has blocks, not a mask"):
         Step(("conv-8-3",), DeeperAction(0, 0, 3), mask=(True,))
+
+
+def test_state_tensors_are_plain_json_without_pickle_and_old_states_are_refused() -> None:
+    state = EasController(ControllerConfig(hidden_size=4, embedding_dim=2)).state_dict()
+    tensors = state["tensors"]
+    assert set(tensors) == {"network", "optimizer"}
+    weight = tensors["network"]["wider_head.weight"]
+    assert (weight["dtype"], weight["shape"]) == ("float32", [1, 8])
+    assert len(base64.b64decode(weight["data"])) == 8 * 4  # the raw float32 bytes, not a torch.save archive
+    with pytest.raises(ValueError, match="version 1 held torch.save bytes"):
+        EasController(ControllerConfig(hidden_size=4, embedding_dim=2)).load_state_dict({**state, "version": 1})
