@@ -1,7 +1,19 @@
-"""Seed networks and search spaces grown by function-preserving morphisms (``nni_nas_ext.search_spaces``)."""
+"""Every search space of nni-nas-ext (``nni_nas_ext.search_spaces``): pure values and ``torch`` modules, no ``nni``.
+
+* :mod:`.seeds` -- seed networks, from which the morphism searches grow their space;
+* :mod:`.mbconv_space` -- FNA's search space around a MobileNetV2-family seed (:class:`SuperNetSpace`);
+* :mod:`.mbconv_supernet` -- FNA's super-network over it and its remapped initialisation;
+
+The ``nni.nas`` model spaces that wrap them live in :mod:`nni_nas_ext.nni`.
+"""
 
 from __future__ import annotations
 
+from .mbconv_space import Choice, SuperNetSpace
+from .mbconv_supernet import MBConvSuperNet, MixedLayer, Mixer, remap_to_supernet, supernet_state_shapes
 from .seeds import SEEDS, create_seed, list_seeds, nash_seed, plain_cnn
 
-__all__ = ["SEEDS", "create_seed", "list_seeds", "nash_seed", "plain_cnn"]
+__all__ = [
+    "SEEDS", "Choice", "MBConvSuperNet", "MixedLayer", "Mixer", "SuperNetSpace", "create_seed", "list_seeds",
+    "nash_seed", "plain_cnn", "remap_to_supernet", "supernet_state_shapes",
+]

@@ -2,8 +2,8 @@
 
 Fang et al., *Fast Neural Network Adaptation via Parameter Remapping and Architecture Search*, ICLR 2020,
 sec. 3.3 (and FNA++, 2020): the seed's parameters are remapped into a super-network
-(:class:`nni_nas_ext.core.mbconv.MBConvSuperNet`) and its architecture parameters ``alpha`` (one vector per
-searchable layer, one entry per candidate op) are learned on the target task with
+(:class:`nni_nas_ext.search_spaces.mbconv_supernet.MBConvSuperNet`) and its architecture parameters ``alpha``
+(one vector per searchable layer, one entry per candidate op) are learned on the target task with
 
     loss = CE + lambda * log_tau(MAdds),     MAdds = fixed + sum_layers sum_ops p_op * madds_op,  p = softmax(alpha)
 
@@ -57,8 +57,8 @@ __all__ = [
 
 
 class AdaptationSpace(Protocol):
-    """What the adaptation needs of :class:`nni_nas_ext.core.mbconv.SuperNetSpace` (its searchable layers, ops
-    and MAdds, and the architecture a choice derives)."""
+    """What the adaptation needs of :class:`nni_nas_ext.search_spaces.mbconv_space.SuperNetSpace` (its
+    searchable layers, ops and MAdds, and the architecture a choice derives)."""
 
     def layer_slots(self) -> list[tuple[int, int]]: ...
 

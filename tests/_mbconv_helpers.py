@@ -1,9 +1,24 @@
-"""Test helpers shared by the MobileNetV2-family tests (test_mbconv.py, test_remap.py)."""
+"""Test helpers shared by the MobileNetV2-family tests (test_mbconv.py, test_mbconv_supernet.py, test_remap.py)."""
 
 from __future__ import annotations
 
+import random
+
 import torch
 from torch import nn
+
+from nni_nas_ext.core.mbconv import MBConvArchitecture, mobilenet_v2
+from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
+
+
+def random_choice(space: SuperNetSpace, rng: random.Random) -> dict[str, int]:
+    """A uniformly random choice of ``space``, keyed by slot labels."""
+    return {space.label(*slot): rng.randrange(len(space.ops(*slot))) for slot in space.layer_slots()}
+
+
+def small_seed(num_classes: int = 10) -> MBConvArchitecture:
+    """A small MobileNetV2 seed: width 0.35, 32x32 inputs."""
+    return mobilenet_v2(num_classes=num_classes, width_mult=0.35, input_size=32)
 
 
 def randomise(module: nn.Module, seed: int = 0) -> nn.Module:

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from nni_nas_ext.core.mbconv import MBConvSuperNet, SuperNetSpace, build_network, mobilenet_v2
-from nni_nas_ext.core.remap import remap_to_supernet
+from nni_nas_ext.core.mbconv import build_network, mobilenet_v2
+from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
+from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet, remap_to_supernet
 from nni_nas_ext.strategies.config import ConfigError, parse_config
 from nni_nas_ext.strategies.fna_adaptation import (
     AdaptationConfig, BinaryGateMixer, alpha_gradient, expected_madds, rescale_pair,
@@ -19,7 +20,7 @@ from nni_nas_ext.trial_code.fna_adaptation import adapt
 
 
 class _Layer(nn.Module):
-    """A MixedLayer stand-in: ``ops`` and the ``mixer`` hook, as the core's MixedLayer."""
+    """A MixedLayer stand-in: ``ops`` and the ``mixer`` hook, as the super-network's MixedLayer."""
 
     def __init__(self, n_ops: int, width: int) -> None:
         super().__init__()

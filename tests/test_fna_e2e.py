@@ -15,7 +15,8 @@ import yaml
 from conftest import ROOT
 from nnictl_harness import NnictlExperiment, experiment_config
 
-from nni_nas_ext.core.mbconv import MBConvArchitecture, SuperNetSpace, mobilenet_v2
+from nni_nas_ext.core.mbconv import MBConvArchitecture, mobilenet_v2
+from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
 
 pytestmark = pytest.mark.e2e
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from nni_nas_ext.core.mbconv import MBConvArchitecture, MBConvSuperNet, build_network
+from nni_nas_ext.core.mbconv import MBConvArchitecture, build_network
 from nni_nas_ext.nni.mbconv_space import (
     MBConvModelSpace, choice_to_sample, frozen_state_to_network, sample_to_choice,
 )
+from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet
 
 
 def _space(**kw) -> MBConvModelSpace:

@@ -13,13 +13,14 @@ from torch import nn
 from _mbconv_helpers import randomise
 
 from nni_nas_ext.core.mbconv import (
-    MBConvArchitecture, MBConvOp, MBConvSuperNet, Stage, SuperNetSpace, build_network, mobilenet_v2,
-    torchvision_to_state_dict,
+    MBConvArchitecture, MBConvOp, Stage, build_network, mobilenet_v2, torchvision_to_state_dict,
 )
 from nni_nas_ext.core.remap import (
     BN_FILL, RemapError, depth_source, remap_batchnorm, remap_channels, remap_kernel, remap_state_dict,
-    remap_tensor, remap_to_supernet,
+    remap_tensor,
 )
+from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
+from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet, remap_to_supernet
 
 TOLERANCE = 1e-5
 

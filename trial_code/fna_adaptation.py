@@ -125,11 +125,11 @@ def adapt(supernet: nn.Module, space: AdaptationSpace, train_x: Tensor, train_y:
     Parameters
     ----------
     supernet
-        An :class:`~nni_nas_ext.core.mbconv.MBConvSuperNet` of ``space``, usually holding the seed's remapped
-        parameters (:func:`nni_nas_ext.core.remap.remap_to_supernet`); its ``searchable`` layers follow
-        ``space.layer_slots()``.
+        An :class:`~nni_nas_ext.search_spaces.mbconv_supernet.MBConvSuperNet` of ``space``, usually holding
+        the seed's remapped parameters (:func:`nni_nas_ext.search_spaces.mbconv_supernet.remap_to_supernet`);
+        its ``searchable`` layers follow ``space.layer_slots()``.
     space
-        The :class:`~nni_nas_ext.core.mbconv.SuperNetSpace`.
+        The :class:`~nni_nas_ext.search_spaces.mbconv_space.SuperNetSpace`.
     train_x, train_y
         The target training set; split by ``config.arch_fraction`` into the architecture steps' part and
         the weight steps' part (a seeded permutation).

@@ -7,7 +7,7 @@ One function, :func:`run_fna_job`, runs one :class:`~nni_nas_ext.strategies.fna.
   images' size and channels) trained from scratch on the source dataset; its checkpoint is saved for the
   later jobs; reported: source validation accuracy (and source test accuracy, for information);
 * ``adapt``: the seed's weights are moved to the target task (:func:`seed_for_target`), remapped into the
-  super-network (:func:`nni_nas_ext.core.remap.remap_to_supernet`), and
+  super-network (:func:`nni_nas_ext.search_spaces.mbconv_supernet.remap_to_supernet`), and
   :func:`nni_nas_ext.trial_code.fna_adaptation.adapt` runs on the target's training split; every epoch
   reports the argmax path's validation accuracy and the expected MAdds; the final result names the
   derived architecture and choice;
@@ -45,9 +45,11 @@ from torch import Tensor
 
 from nni_nas_ext.atomic import atomic_write, remove_stale_temporaries
 from nni_nas_ext.core.mbconv import (
-    MOBILENET_V2_SETTING, MBConvArchitecture, MBConvSuperNet, SuperNetSpace, build_network, mobilenet_v2,
-    small_input_strides, torchvision_architecture, torchvision_to_state_dict,
+    MOBILENET_V2_SETTING, MBConvArchitecture, build_network, mobilenet_v2, small_input_strides,
+    torchvision_architecture, torchvision_to_state_dict,
 )
+from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
+from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet
 from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
 from nni_nas_ext.strategies.fna import FnaJob
 from nni_nas_ext.strategies.fna_adaptation import AdaptationConfig
@@ -394,7 +396,7 @@ def _train_seed(job: FnaJob, task: FnaTaskConfig, reporter: Reporter, source: Sp
 
 def _adapt(job: FnaJob, task: FnaTaskConfig, config: AdaptationConfig, reporter: Reporter, target: Splits,
            device: torch.device) -> dict[str, Any]:
-    from nni_nas_ext.core.remap import remap_to_supernet
+    from nni_nas_ext.search_spaces.mbconv_supernet import remap_to_supernet
 
     seed_arch, seed_state = _seed_weights(job, task, target)
     space = task.space(seed_arch)

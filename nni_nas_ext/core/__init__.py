@@ -4,7 +4,7 @@
 * :mod:`.builder` -- ``torch.nn.Module`` from an architecture, with node-derived parameter names;
 * :mod:`.morphisms` -- function-preserving operators and their weight transformations;
 * :mod:`.preservation` -- measure the output difference between a parent and a child;
-* :mod:`.mbconv` -- the MobileNetV2 family, its network builder and FNA's super-network;
+* :mod:`.mbconv` -- the MobileNetV2 family: its values and costs, network builder and torchvision checkpoints;
 * :mod:`.remap` -- FNA's parameter remapping (state_dict in, state_dict out).
 """
 
@@ -20,13 +20,10 @@ from .morphisms import (
 from .preservation import PreservationError, max_output_difference, preservation_error
 from .summary import summarize
 from .mbconv import (
-    EXPANSIONS, KERNELS, MBConvArchitecture, MBConvNetwork, MBConvOp, MBConvSuperNet, MixedLayer, Stage,
-    SuperNetSpace, build_network, mobilenet_v2, state_dict_to_torchvision, torchvision_architecture,
-    torchvision_to_state_dict,
+    EXPANSIONS, KERNELS, MBConvArchitecture, MBConvNetwork, MBConvOp, Stage, build_network, mobilenet_v2,
+    state_dict_to_torchvision, torchvision_architecture, torchvision_to_state_dict,
 )
-from .remap import (
-    RemapError, depth_source, remap_channels, remap_kernel, remap_state_dict, remap_to_supernet,
-)
+from .remap import RemapError, depth_source, remap_channels, remap_kernel, remap_state_dict
 
 __all__ = [
     "INPUT", "MORPHISMS", "OPS", "AddSkip", "Architecture", "ArchitectureError", "ArchitectureModule", "Branch",
@@ -36,8 +33,7 @@ __all__ = [
     "random_chain", "replay", "state_key", "summarize",
 ]
 __all__ += [
-    "EXPANSIONS", "KERNELS", "MBConvArchitecture", "MBConvNetwork", "MBConvOp", "MBConvSuperNet", "MixedLayer",
-    "RemapError", "Stage", "SuperNetSpace", "build_network", "depth_source", "mobilenet_v2", "remap_channels",
-    "remap_kernel", "remap_state_dict", "remap_to_supernet", "state_dict_to_torchvision",
-    "torchvision_architecture", "torchvision_to_state_dict",
+    "EXPANSIONS", "KERNELS", "MBConvArchitecture", "MBConvNetwork", "MBConvOp", "RemapError", "Stage",
+    "build_network", "depth_source", "mobilenet_v2", "remap_channels", "remap_kernel", "remap_state_dict",
+    "state_dict_to_torchvision", "torchvision_architecture", "torchvision_to_state_dict",
 ]

@@ -7,7 +7,8 @@ sec. 3.1 ("Parameter Remapping"). Three rules, applied layer by layer:
   layer ``min(l, L_seed - 1)``: the first layers copy the seed's, extra layers copy the stage's last seed
   layer, surplus seed layers are dropped. As in FNA's code (``remap_for_archadapt`` /
   ``remap_for_paramadapt`` in JaminFong/FNA ``fna_det/tools/apis``), ``l`` is the layer's slot index in its
-  stage; see :meth:`~nni_nas_ext.core.mbconv.SuperNetSpace.derive` for how skips keep their slots here.
+  stage; see :meth:`~nni_nas_ext.search_spaces.mbconv_space.SuperNetSpace.derive` for how skips keep their
+  slots here.
 * **width** (:func:`remap_channels`): along every channel dimension keep the first ``n`` entries of the
   seed; new entries of conv / linear weights are zero. One-dimensional parameters copy their first
   entries; the new entries of BatchNorm keep a fresh BatchNorm's values (weight 1, bias 0, running mean 0,
@@ -24,24 +25,24 @@ changes them); a target layer with an expansion conv whose seed layer has none (
 stage, which FNA keeps fixed) gets an identity expansion on its first channels (not exact: ReLU6 clips).
 
 All functions here are pure: tensors in, new tensors out; the seed's tensors are never modified and no
-module is built (shapes come from :func:`~nni_nas_ext.core.mbconv.state_shapes`).
+module is built (shapes come from :func:`~nni_nas_ext.core.mbconv.state_shapes`). FNA's super-network is
+remapped by :func:`nni_nas_ext.search_spaces.mbconv_supernet.remap_to_supernet`, through
+:func:`remap_to_shapes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .mbconv import (
-    BN_KEYS, MBConvArchitecture, MBConvOp, Shape, SuperNetSpace, layer_state_shapes, state_shapes,
-    supernet_state_shapes,
-)
+from .mbconv import BN_KEYS, MBConvArchitecture, MBConvOp, Shape, layer_state_shapes, state_shapes
 
 __all__ = [
     "BN_FILL",
+    "LayerTarget",
     "RemapError",
     "depth_source",
     "remap_batchnorm",
@@ -50,10 +51,14 @@ __all__ = [
     "remap_layer",
     "remap_state_dict",
     "remap_tensor",
-    "remap_to_supernet",
+    "remap_to_shapes",
 ]
 
 StateDict = Mapping[str, Tensor]
+
+#: One target layer: ``(stage, slot, target_prefix, in_channels, out_channels, op)``. Its parameters come from
+#: the seed layer that slot ``slot`` of stage ``stage`` maps to by the depth rule.
+LayerTarget = tuple[int, int, str, int, int, MBConvOp]
 
 #: Values of the new entries of a widened BatchNorm: a fresh ``nn.BatchNorm2d`` (as FNA's code leaves them).
 BN_FILL: Mapping[str, float] = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
@@ -278,44 +283,36 @@ def remap_state_dict(seed_arch: MBConvArchitecture, seed_state: StateDict, targe
         If the seed state_dict lacks a key or has a shape other than ``seed_arch``'s (naming the key and the
         shapes), or the two architectures have different numbers of stages.
     """
+    layers = ((s, l, f"stages.{s}.{l}", cin, cout, op) for s, l, cin, cout, _stride, op in target_arch.layer_specs())
+    return remap_to_shapes(seed_arch, seed_state, target_arch, state_shapes(target_arch), layers,
+                           classifier=classifier)
+
+
+def remap_to_shapes(seed_arch: MBConvArchitecture, seed_state: StateDict, target_arch: MBConvArchitecture,
+                    target_shapes: Mapping[str, Shape], layers: Iterable[LayerTarget], *,
+                    classifier: Literal["remap", "zero"] = "remap") -> dict[str, Tensor]:
+    """A state_dict with exactly the keys of ``target_shapes`` (in their order), remapped from the seed by
+    FNA's rules (Fang et al. 2020, sec. 3.1): what :func:`remap_state_dict` does for a network, for any
+    module whose MBConv layers are listed in ``layers``.
+
+    The stem, head and classifier (keys ``stem.*``, ``head.*``, ``classifier.*``) follow the width rule (or
+    ``classifier="zero"``); each :data:`LayerTarget` ``(s, l, prefix, in, out, op)`` takes the seed layer
+    of stage ``s`` that slot ``l`` maps to by the depth rule, remapped to ``op`` under ``prefix``
+    (:func:`remap_layer`). ``target_arch`` is the architecture whose stages the layers belong to (a
+    super-network's seed): it must have as many stages as ``seed_arch``.
+
+    Raises
+    ------
+    RemapError
+        As :func:`remap_state_dict`.
+    """
     if classifier not in ("remap", "zero"):
         raise RemapError(f"classifier must be 'remap' or 'zero', got {classifier!r}")
     _check_compatible(seed_arch, target_arch)
     _check_seed(seed_arch, seed_state)
-    shapes = state_shapes(target_arch)
-    out = _remap_fixed(seed_arch, seed_state, shapes, classifier)
-    for s, l, cin, cout, _stride, op in target_arch.layer_specs():
+    out = _remap_fixed(seed_arch, seed_state, target_shapes, classifier)
+    for s, l, prefix, cin, cout, op in layers:
         src, seed_op = _seed_layer(seed_arch, s, l)
-        out.update(remap_layer(seed_state, f"stages.{s}.{src}", seed_op, f"stages.{s}.{l}", cin, cout, op))
-    return {k: out[k] for k in shapes}
+        out.update(remap_layer(seed_state, f"stages.{s}.{src}", seed_op, prefix, cin, cout, op))
+    return {k: out[k] for k in target_shapes}
 
-
-def remap_to_supernet(seed_arch: MBConvArchitecture, seed_state: StateDict, space: SuperNetSpace, *,
-                      classifier: Literal["remap", "zero"] = "remap") -> dict[str, Tensor]:
-    """The state_dict of ``MBConvSuperNet(space)`` remapped from the seed (Fang et al. 2020, sec. 3.1 and
-    3.2: the super-network is initialised by remapping, no pre-training).
-
-    Candidate ``j`` of slot ``(s, l)`` takes seed layer ``depth_source(l, L_seed)`` of stage ``s``, remapped to
-    its op; fixed stages, stem, head and classifier as in :func:`remap_state_dict`. Consequently
-    ``MBConvSuperNet.extract(choice)`` of the result equals
-    ``remap_state_dict(seed_arch, seed_state, space.derive(choice))`` for every choice.
-    """
-    if classifier not in ("remap", "zero"):
-        raise RemapError(f"classifier must be 'remap' or 'zero', got {classifier!r}")
-    _check_compatible(seed_arch, space.seed)
-    _check_seed(seed_arch, seed_state)
-    shapes = supernet_state_shapes(space)
-    out = _remap_fixed(seed_arch, seed_state, shapes, classifier)
-    seed = space.seed
-    for s, l, cin, cout, _stride, op in seed.layer_specs():
-        if s not in space.searchable_stages:
-            src, seed_op = _seed_layer(seed_arch, s, l)
-            out.update(remap_layer(seed_state, f"stages.{s}.{src}", seed_op, f"stages.{s}.{l}", cin, cout, op))
-    for i, (s, l) in enumerate(space.layer_slots()):
-        cin, cout, _stride, _size = space.slot_io(s, l)
-        src, seed_op = _seed_layer(seed_arch, s, l)
-        for j, op in enumerate(space.ops(s, l)):
-            if op is not None:
-                out.update(remap_layer(seed_state, f"stages.{s}.{src}", seed_op, f"searchable.{i}.ops.{j}",
-                                       cin, cout, op))
-    return {k: out[k] for k in shapes}

@@ -9,8 +9,9 @@ Two spaces live here (both import torch and ``nni.nas``; the import-light tuner 
   Width multiplier and input resolution are constructor parameters. NNI's strategies (Random,
   RegularizedEvolution, GridSearch, and the one-shot ones, which replace ``LayerChoice`` modules) search it
   as any other space; :func:`sample_to_choice` / :func:`choice_to_sample` translate between NNI samples and
-  the core's choices, so ``space.derive(sample_to_choice(sample))`` is the architecture of a sample, and a
-  frozen model computes what ``build_network(derive(choice))`` computes with the same weights
+  the choices of :class:`~nni_nas_ext.search_spaces.mbconv_space.SuperNetSpace`, so
+  ``space.derive(sample_to_choice(sample))`` is the architecture of a sample, and a frozen model computes
+  what ``build_network(derive(choice))`` computes with the same weights
   (:meth:`MBConvModelSpace.load_supernet_state`, :func:`frozen_state_to_network`).
 * :class:`FnaModelSpace`: the FNA *pipeline* as a model space with one custom mutable, the job
   (:class:`~nni_nas_ext.strategies.fna.FnaJob`) as JSON, label ``"architecture"`` (the label NNI's adapter
@@ -28,9 +29,9 @@ from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 from nni.nas.space import current_model, model_context
 from torch import Tensor, nn
 
-from nni_nas_ext.core.mbconv import (
-    EXPANSIONS, KERNELS, MBConvArchitecture, MBConvSuperNet, SuperNetSpace, build_network, mobilenet_v2,
-)
+from nni_nas_ext.core.mbconv import EXPANSIONS, KERNELS, MBConvArchitecture, build_network, mobilenet_v2
+from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
+from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet
 from nni_nas_ext.strategies.fna import FnaJob
 
 from .space import ARCHITECTURE_LABEL
@@ -49,7 +50,7 @@ FNA_LABEL = ARCHITECTURE_LABEL
 
 
 def sample_to_choice(space: SuperNetSpace, sample: Mapping[str, Any]) -> dict[tuple[int, int], int]:
-    """The core's choice ``{(stage, layer): op index}`` of an NNI sample ``{label: op index}``.
+    """The space's choice ``{(stage, layer): op index}`` of an NNI sample ``{label: op index}``.
 
     Keys of ``sample`` that are not slot labels are ignored (a sample may carry other mutables).
 
@@ -63,7 +64,7 @@ def sample_to_choice(space: SuperNetSpace, sample: Mapping[str, Any]) -> dict[tu
 
 
 def choice_to_sample(space: SuperNetSpace, choice: Mapping[Any, int]) -> dict[str, int]:
-    """The NNI sample ``{label: op index}`` of a core choice (keys ``(stage, layer)`` or labels)."""
+    """The NNI sample ``{label: op index}`` of a space's choice (keys ``(stage, layer)`` or labels)."""
     return {space.label(*slot): index for slot, index in space.normalise_choice(choice).items()}
 
 
@@ -95,15 +96,15 @@ class MBConvModelSpace(ModelSpace):
         The seed: :func:`~nni_nas_ext.core.mbconv.mobilenet_v2` with these (its strides follow the
         small-input rule for inputs below 64x64).
     max_layers, kernels, expansions
-        The :class:`~nni_nas_ext.core.mbconv.SuperNetSpace` around it (FNA: 4, (3, 5, 7), (3, 6)).
+        The :class:`~nni_nas_ext.search_spaces.mbconv_space.SuperNetSpace` around it (FNA: 4, (3, 5, 7), (3, 6)).
 
     Attributes
     ----------
     space
-        The core's :class:`SuperNetSpace`.
+        The :class:`SuperNetSpace` (``nni_nas_ext.search_spaces``).
     supernet
-        The :class:`~nni_nas_ext.core.mbconv.MBConvSuperNet` whose ``searchable[i]`` are ``LayerChoice`` s (the
-        space) or the chosen ops (a frozen model).
+        The :class:`~nni_nas_ext.search_spaces.mbconv_supernet.MBConvSuperNet` whose ``searchable[i]`` are
+        ``LayerChoice`` s (the space) or the chosen ops (a frozen model).
     choice
         ``{(stage, layer): op index}`` of a frozen model, ``None`` for the space itself.
     """
