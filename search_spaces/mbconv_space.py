@@ -26,7 +26,7 @@ from nni_nas_ext.core.mbconv import (
 __all__ = ["Choice", "SuperNetSpace"]
 
 #: A choice of op per slot: ``{(stage, layer) or "s{stage}_l{layer}": op index}``.
-Choice = Mapping[Union[tuple[int, int], str], int]
+Choice = Union[Mapping[tuple[int, int], int], Mapping[str, int], Mapping[Union[tuple[int, int], str], int]]
 
 
 class SuperNetSpace:

@@ -10,7 +10,7 @@ parameter remapping (sec. 3.1, :mod:`nni_nas_ext.core.remap`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Callable, Literal
+from typing import Callable, Literal, cast
 
 from torch import Tensor, nn
 
@@ -82,7 +82,7 @@ class MBConvSuperNet(nn.Module):
         self.stages = nn.ModuleList(nn.ModuleDict() for _ in seed.stages)
         for s, l, cin, cout, stride, op in seed.layer_specs():
             if s not in space.searchable_stages:
-                self.stages[s][str(l)] = MBConvLayer(cin, cout, stride, op)
+                cast(nn.ModuleDict, self.stages[s])[str(l)] = MBConvLayer(cin, cout, stride, op)
         self.searchable = nn.ModuleList(MixedLayer(space, s, l) for s, l in space.layer_slots())
         self.head = ConvBN(seed.stages[-1].channels, seed.head_channels, 1)
         self.dropout = nn.Dropout(seed.dropout)
@@ -103,7 +103,7 @@ class MBConvSuperNet(nn.Module):
     def set_mixer(self, mixer: Mixer | None) -> None:
         """Set (or clear, with ``None``) the mixer hook of every slot."""
         for layer in self.searchable:
-            layer.mixer = mixer  # type: ignore[union-attr]
+            cast(MixedLayer, layer).mixer = mixer
 
     def features(self, x: Tensor) -> Tensor:
         x = self.stem(x)
@@ -112,7 +112,7 @@ class MBConvSuperNet(nn.Module):
                 for l in range(self.space.max_layers):
                     x = self.searchable[self._slot_index[(s, l)]](x)
             else:
-                for layer in stage.values():
+                for layer in cast(nn.ModuleDict, stage).values():
                     x = layer(x)
         return self.head(x)
 

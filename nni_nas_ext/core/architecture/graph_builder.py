@@ -11,6 +11,15 @@ from .ops import INPUT
 __all__ = ["GraphBuilder"]
 
 
+def _unary(op: str) -> Callable[..., str]:
+    """A :class:`GraphBuilder` method that appends an ``op`` node reading ``x``."""
+    def method(self: GraphBuilder, x: str, **attrs: Any) -> str:
+        return self.node(op, [x], **attrs)
+    method.__name__ = op
+    method.__doc__ = f"Append a {op} node reading ``x``."
+    return method
+
+
 class GraphBuilder:
     """Write architectures as code: each method appends a node and returns its id.
 
@@ -36,18 +45,10 @@ class GraphBuilder:
         self._nodes.append({"id": node_id, "op": op, "inputs": list(inputs), **attrs})
         return node_id
 
-    def _unary(op: str) -> Callable[..., str]:  # noqa: N805 - a factory used in the class body
-        def method(self: GraphBuilder, x: str, **attrs: Any) -> str:
-            return self.node(op, [x], **attrs)
-        method.__name__ = op
-        method.__doc__ = f"Append a {op} node reading ``x``."
-        return method
-
     bn = _unary("bn")
     relu = _unary("relu")
     gap = _unary("gap")
     dropout = _unary("dropout")
-    del _unary
 
     def conv(self, x: str, out_channels: int, kernel: int, **attrs: Any) -> str:
         return self.node("conv", [x], out_channels=out_channels, kernel=kernel, **attrs)

@@ -99,7 +99,7 @@ def check_output(nodes: Sequence[Node], by_id: Mapping[str, Node], order: Sequen
 def _spatial(node: Node, shape: Shape) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ArchitectureError(node.id, f"{node.op} needs a (C, H, W) input", f"shape {shape}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _window(node: Node, h: int, w: int, kernel: int, stride: int, padding: int) -> tuple[int, int]:

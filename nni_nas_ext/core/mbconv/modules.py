@@ -21,6 +21,8 @@ building anything.
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 
 from .spec import MBConvArchitecture, MBConvOp
@@ -67,7 +69,7 @@ class MBConvNetwork(nn.Module):
         self.stem = ConvBN(arch.in_channels, arch.stem_channels, 3, arch.stem_stride)
         self.stages = nn.ModuleList(nn.ModuleDict() for _ in arch.stages)
         for s, l, cin, cout, stride, op in arch.layer_specs():
-            self.stages[s][str(l)] = MBConvLayer(cin, cout, stride, op)
+            cast(nn.ModuleDict, self.stages[s])[str(l)] = MBConvLayer(cin, cout, stride, op)
         self.head = ConvBN(arch.stages[-1].channels, arch.head_channels, 1)
         self.dropout = nn.Dropout(arch.dropout)
         self.classifier = nn.Linear(arch.head_channels, arch.num_classes)
@@ -77,7 +79,7 @@ class MBConvNetwork(nn.Module):
         """The last feature map (after the head conv), ``(N, head_channels, h, w)``."""
         x = self.stem(x)
         for stage in self.stages:
-            for layer in stage.values():
+            for layer in cast(nn.ModuleDict, stage).values():
                 x = layer(x)
         return self.head(x)
 
