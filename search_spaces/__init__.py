@@ -3,17 +3,20 @@
 * :mod:`.seeds` -- seed networks, from which the morphism searches grow their space;
 * :mod:`.mbconv_space` -- FNA's search space around a MobileNetV2-family seed (:class:`SuperNetSpace`);
 * :mod:`.mbconv_supernet` -- FNA's super-network over it and its remapped initialisation;
+* :mod:`.cnn_space` -- the CNN-stage space of the NNI baselines: a sample's stages and their network.
 
 The ``nni.nas`` model spaces that wrap them live in :mod:`nni_nas_ext.nni`.
 """
 
 from __future__ import annotations
 
+from .cnn_space import ConvStageNetwork, StageSpec, build_cnn_space_model, stages_of
 from .mbconv_space import Choice, SuperNetSpace
 from .mbconv_supernet import MBConvSuperNet, MixedLayer, Mixer, remap_to_supernet, supernet_state_shapes
 from .seeds import SEEDS, create_seed, list_seeds, nash_seed, plain_cnn
 
 __all__ = [
-    "SEEDS", "Choice", "MBConvSuperNet", "MixedLayer", "Mixer", "SuperNetSpace", "create_seed", "list_seeds",
-    "nash_seed", "plain_cnn", "remap_to_supernet", "supernet_state_shapes",
+    "SEEDS", "Choice", "ConvStageNetwork", "MBConvSuperNet", "MixedLayer", "Mixer", "StageSpec", "SuperNetSpace",
+    "build_cnn_space_model", "create_seed", "list_seeds", "nash_seed", "plain_cnn", "remap_to_supernet",
+    "stages_of", "supernet_state_shapes",
 ]

@@ -67,7 +67,7 @@ def test_nash_without_inheritance_under_nnictl(tmp_path: Path) -> None:
 
 
 def test_nni_regularized_evolution_under_nnictl(tmp_path: Path) -> None:
-    from nni_nas_ext.nni.baselines.cnn_space import build_cnn_space_model
+    from nni_nas_ext.search_spaces.cnn_space import build_cnn_space_model
 
     class_args = {"strategy": "regularized_evolution", "population_size": 2, "sample_size": 1, "epochs": 1,
                   "widths": [4, 8], "seed": 0, **TASK}

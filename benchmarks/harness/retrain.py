@@ -70,7 +70,7 @@ def rebuild(metric: Mapping[str, Any], input_shape: tuple[int, int, int], num_cl
         return (lambda: build_module(arch), lambda: build_module(arch, checkpoint.state_dict),
                 f"checkpoint {path.name} (architecture {arch.id})")
     if metric.get("sample") is not None:
-        from nni_nas_ext.nni.baselines.cnn_space import build_cnn_space_model
+        from nni_nas_ext.search_spaces.cnn_space import build_cnn_space_model
 
         sample = metric["sample"]
         return lambda: build_cnn_space_model(sample, input_shape, num_classes), None, "nni.nas sample"

@@ -6,7 +6,8 @@
 * :mod:`.network_morphism_trial` -- its trial (``python -m nni_nas_ext.nni.baselines.network_morphism_trial``):
   NNI's graph built by NNI's code, trained with our trainer and schedule;
 * :mod:`.cnn_space` -- an ``nni.nas`` model space of conv-BN-ReLU stages built from NNI's own mutables,
-  comparable to what our morphism searches reach from the NASH seed, its evaluator and its rebuilder;
+  comparable to what our morphism searches reach from the NASH seed, and its evaluator (the stages and their
+  network, rebuilt from a sample without NNI: :mod:`nni_nas_ext.search_spaces.cnn_space`);
 * :mod:`.nni_strategies` -- NNI's ``Random`` and ``RegularizedEvolution`` strategies over that space, built
   from ``classArgs`` for the bridge tuner :class:`nni_nas_ext.nni.tuners.NniStrategyTuner`.
 
