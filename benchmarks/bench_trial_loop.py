@@ -255,7 +255,7 @@ def trial_payload(seed: Any, child: Any, task: dict[str, Any], store: Path, epoc
     from nni_nas_ext.core import build_module
     from nni_nas_ext.nni.evaluator import make_evaluator
     from nni_nas_ext.nni.space import MorphismModelSpace, seed_candidate
-    from nni_nas_ext.strategies.candidate import Candidate, candidate_id
+    from nni_nas_ext.core.jobs import Candidate, candidate_id
     from nni_nas_ext.trial_code.checkpoints import CheckpointStore
 
     parent = seed_candidate(seed)

@@ -70,8 +70,8 @@ from harness.results import load_results, new_results, pending_runs, run_key, sa
 from harness.runner import raise_interrupt, run_one, say  # noqa: E402
 from harness.settings import Settings, check_settings  # noqa: E402
 
+from nni_nas_ext.core.config import ConfigError, parse_config  # noqa: E402
 from nni_nas_ext.core.errors import unknown_name  # noqa: E402
-from nni_nas_ext.strategies.config import ConfigError, parse_config  # noqa: E402
 
 __all__ = ["main"]
 

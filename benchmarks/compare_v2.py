@@ -62,8 +62,8 @@ from harness.settings import Settings, check_settings
 from harness.trials import aggregate, best_so_far, best_trial, format_mean_std, parse_trials
 
 from nni_nas_ext.atomic import atomic_write
+from nni_nas_ext.core.config import ConfigError, option, parse_config
 from nni_nas_ext.core.errors import unknown_name
-from nni_nas_ext.strategies.config import ConfigError, option, parse_config
 
 RESULTS_FORMAT = "nni-nas-ext-compare-v2"
 RESULTS_VERSION = 1

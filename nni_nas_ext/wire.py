@@ -1,8 +1,12 @@
 """The one wire format of a trial's parameter: plain JSON, versioned, authenticated by a per-experiment key.
 
-What crosses the process boundary from a search to a trial is a :class:`TrialPayload`: the kind of job
-(``candidate`` for the morphism searches, ``fna_job`` for FNA's pipeline), the job itself as JSON, and the
-settings the trial needs (the task: dataset, training, where checkpoints go). On the wire it is::
+What crosses the process boundary from a search to a trial is a :class:`TrialPayload`: the kind of job, the
+job itself as JSON, and the settings the trial needs (the task: dataset, training, where checkpoints go). The
+two payload kinds are the two job types of :mod:`nni_nas_ext.core.jobs` (in the core, so that the strategies
+that propose them and the trial code that runs them share one definition): ``candidate``, a
+:class:`~nni_nas_ext.core.jobs.Candidate` of the morphism searches, and ``fna_job``, a
+:class:`~nni_nas_ext.core.jobs.FnaJob` of FNA's pipeline (``job`` is their ``to_dict()``; the trial reads it
+back with ``from_dict``). On the wire it is::
 
     {"format": "nni-nas-ext/trial", "version": 1, "kind": "candidate",
      "job": {...}, "settings": {"task": {...}}, "signature": "<hex HMAC-SHA256>"}
@@ -55,10 +59,10 @@ __all__ = [
 WIRE_FORMAT = "nni-nas-ext/trial"
 WIRE_VERSION = 1
 
-#: payload kinds and the settings each must carry
+#: payload kinds (the job types of :mod:`nni_nas_ext.core.jobs`) and the settings each must carry
 KINDS: Mapping[str, tuple[str, ...]] = {
-    "candidate": ("task",),             # a morphism search's candidate (NASH, EAS, their baselines)
-    "fna_job": ("task", "adaptation"),  # a job of FNA's pipeline (seed, adapt, param, baselines)
+    "candidate": ("task",),             # core.jobs.Candidate: a morphism search's (NASH, EAS, their baselines)
+    "fna_job": ("task", "adaptation"),  # core.jobs.FnaJob: a job of FNA's pipeline (seed, adapt, param, baselines)
 }
 
 #: the key file's name inside the experiment folder's ``nni-nas-ext`` sub-folder

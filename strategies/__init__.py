@@ -12,24 +12,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from nni_nas_ext.core.architecture import Architecture
+from nni_nas_ext.core.config import Config, ConfigRow, describe_config, parse_config
 from nni_nas_ext.core.errors import unknown_name
 
 from .base import SearchStrategy
-from .candidate import ROLES, TRAIN_ON, Candidate, candidate_id
-from .config import Config, ConfigError, ConfigRow, describe_config, option, parse_config
 from .eas import EasConfig, EasSearch, RandomNet2Net
-from .fna import FnaConfig, FnaJob, FnaPipeline
-from .fna_adaptation import AdaptationConfig
+from .fna import FnaConfig, FnaPipeline
 from .nash import HillClimbing, NashConfig
 from .nash_async import AsyncHillClimbing, AsyncNashConfig, Budget
 from .random_morphism import RandomMorphismConfig, RandomMorphismSearch
 
 __all__ = [
-    "ROLES", "STRATEGIES", "TRAIN_ON", "AdaptationConfig", "AsyncHillClimbing", "AsyncNashConfig", "Budget",
-    "Candidate", "Config", "ConfigError", "ConfigRow",
-    "EasConfig", "EasSearch", "FnaConfig", "FnaJob", "FnaPipeline", "HillClimbing", "NashConfig", "RandomMorphismConfig",
-    "RandomMorphismSearch", "RandomNet2Net", "SearchStrategy", "candidate_id", "create_strategy",
-    "describe_config", "describe_strategy", "list_strategies", "option", "parse_config",
+    "STRATEGIES", "AsyncHillClimbing", "AsyncNashConfig", "Budget", "EasConfig", "EasSearch", "FnaConfig",
+    "FnaPipeline", "HillClimbing", "NashConfig", "RandomMorphismConfig", "RandomMorphismSearch", "RandomNet2Net",
+    "SearchStrategy", "create_strategy", "describe_strategy", "list_strategies",
 ]
 
 #: Every strategy by name: (configuration class, strategy class). A literal dict: nothing registers itself.

@@ -17,9 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nni_nas_ext.core.architecture import Architecture
-
-from .candidate import Candidate, candidate_id
-from .config import Config, parse_config
+from nni_nas_ext.core.config import Config, parse_config
+from nni_nas_ext.core.jobs import Candidate, candidate_id
 
 # Phases every strategy has; each adds its own between seed and final.
 PHASE_SEED, PHASE_FINAL, PHASE_DONE, PHASE_FAILED = "seed", "final", "done", "failed"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from .candidate import Candidate
+from nni_nas_ext.core.jobs import Candidate
 
 __all__ = ["SearchStrategy"]
 

@@ -7,7 +7,7 @@ Fang et al., *Fast Neural Network Adaptation via Parameter Remapping and Archite
    job on the source dataset);
 2. **architecture adaptation** (job ``adapt``): the seed's parameters remapped into the super-network, a
    differentiable sampled-path search on the target task (run by the trial,
-   :mod:`nni_nas_ext.trial_code.fna_adaptation`; its maths in :mod:`nni_nas_ext.strategies.fna_adaptation`),
+   :mod:`nni_nas_ext.trial_code.fna_adaptation`; its gates' maths in :mod:`nni_nas_ext.trial_code.fna_gates`),
    the target architecture derived;
 3. **parameter adaptation** (job ``param``): remap again *from the seed* into the derived architecture and
    fine-tune it on the target task; the test set is evaluated once, here.
@@ -16,11 +16,12 @@ With ``baselines`` two comparison jobs run in the same search under the same fin
 seed fine-tuned as it is (``seed_finetune``, proposed alongside ``adapt``: it only needs the seed) and the
 derived architecture trained from scratch (``scratch``, alongside ``param``).
 
-:class:`FnaPipeline` trains nothing: it proposes :class:`FnaJob` values (frozen, JSON) and learns their
-results through :meth:`FnaPipeline.tell`. The trial side is :mod:`nni_nas_ext.trial_code.fna_trial`. A
-job's result must name it (``result["candidate"] == job.id``); ``result["default"]`` is a validation
-accuracy. A job has the attributes the ``nni.nas`` adapter (:class:`nni_nas_ext.nni.nas_strategy.MorphismStrategy`)
-reads of a candidate (``id``, ``role``, ``step``, ``parent``, ``epochs``, ``to_dict``).
+:class:`FnaPipeline` trains nothing: it proposes :class:`~nni_nas_ext.core.jobs.FnaJob` values (frozen, JSON;
+the wire format's ``fna_job`` payload kind) and learns their results through :meth:`FnaPipeline.tell`. The
+trial side is :mod:`nni_nas_ext.trial_code.fna_trial`. A job's result must name it
+(``result["candidate"] == job.id``); ``result["default"]`` is a validation accuracy. A job has the attributes
+the ``nni.nas`` adapter (:class:`nni_nas_ext.nni.nas_strategy.MorphismStrategy`) reads of a candidate (``id``,
+``role``, ``step``, ``parent``, ``epochs``, ``to_dict``).
 
 **[dev]** FNA adapts once, from one seed; nothing is searched over several rounds, so the pipeline has no
 randomness of its own (``seed`` is carried for the trials). A failed seed or adaptation ends the pipeline
@@ -33,28 +34,19 @@ import copy
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
 
-from .config import Config, ConfigError, option, parse_config
+from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
+from nni_nas_ext.core.jobs import FnaJob
 
-__all__ = ["JOB_KINDS", "FnaConfig", "FnaJob", "FnaPipeline"]
+__all__ = ["FnaConfig", "FnaPipeline"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "fna-pipeline"
 STATE_VERSION = 1
-
-#: What a job does: train the seed on the source task; architecture adaptation; parameter adaptation; and
-#: the two baselines (seed fine-tuned as is; derived architecture from scratch).
-JOB_KINDS = ("seed", "adapt", "param", "seed_finetune", "scratch")
-#: ``role`` of each kind as the NNI adapter and reports see it (``final``: the pipeline's product).
-_ROLES = {"seed": "seed", "adapt": "adapt", "param": "final", "seed_finetune": "seed_final", "scratch": "scratch"}
-#: pipeline step of each kind (0: seed, 1: adaptation, 2: parameter adaptation)
-_STEPS = {"seed": 0, "adapt": 1, "seed_finetune": 1, "param": 2, "scratch": 2}
-_ID = re.compile(r"(?P<kind>[a-z_]+)-(?P<serial>[0-9]{4,})")
 
 
 @dataclass(frozen=True)
@@ -84,105 +76,6 @@ class FnaConfig(Config):
                               f"got {self.seed_checkpoint!r}; give its full path, e.g. what "
                               f"`realpath {self.seed_checkpoint}` prints", key="seed_checkpoint",
                               value=self.seed_checkpoint)
-
-
-@dataclass(frozen=True)
-class FnaJob:
-    """One trial of the FNA pipeline: a frozen, JSON-serialisable value.
-
-    Parameters
-    ----------
-    id
-        ``f"{kind}-{serial:04d}"``, unique in the pipeline; also the checkpoint key.
-    kind
-        One of :data:`JOB_KINDS`.
-    epochs
-        Training epochs (seed: on the source task; adapt: of the search; others: fine-tuning).
-    parent
-        Id of the ``seed`` job whose checkpoint holds the seed's weights; ``None`` when they come from
-        ``seed_checkpoint`` (or for the seed job itself).
-    seed_checkpoint
-        Absolute path of a user's seed checkpoint, or ``None``.
-    architecture
-        The derived target architecture (``MBConvArchitecture.to_dict()``) of ``param`` and ``scratch``
-        jobs; ``None`` for the others (their architecture is the seed's, built for the dataset).
-    choice
-        The adaptation's choice (op index per layer label) that gave ``architecture``; ``None`` otherwise.
-    adapt
-        Id of the ``adapt`` job that derived ``architecture``; ``None`` otherwise.
-    """
-
-    id: str
-    kind: str
-    epochs: int
-    parent: Optional[str] = None
-    seed_checkpoint: Optional[str] = None
-    architecture: Optional[dict[str, Any]] = None
-    choice: Optional[dict[str, int]] = None
-    adapt: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in JOB_KINDS:
-            raise ValueError(f"FnaJob.kind must be one of {list(JOB_KINDS)}, but got {self.kind!r}")
-        match = _ID.fullmatch(self.id) if isinstance(self.id, str) else None
-        if match is None or match["kind"] != self.kind:
-            raise ValueError(f"FnaJob.id must be '{self.kind}-NNNN' (kind, serial of 4+ digits), but got {self.id!r}")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ValueError(f"FnaJob.epochs must be an integer >= 0, but got {self.epochs!r}")
-        if self.parent is not None and (not isinstance(self.parent, str) or not _ID.fullmatch(self.parent)):
-            raise ValueError(f"FnaJob.parent must be null or a job id ('seed-NNNN'), but got {self.parent!r}")
-        if self.kind != "seed" and self.parent is None and self.seed_checkpoint is None:
-            raise ValueError(f"FnaJob {self.id}: a {self.kind} job needs the seed's weights: a parent seed job or "
-                             "a seed_checkpoint")
-        needs_arch = self.kind in ("param", "scratch")
-        if needs_arch and not isinstance(self.architecture, Mapping):
-            raise ValueError(f"FnaJob {self.id}: a {self.kind} job needs the derived architecture (a JSON object), "
-                             f"but got {type(self.architecture).__name__}")
-        if not needs_arch and self.architecture is not None:
-            raise ValueError(f"FnaJob {self.id}: a {self.kind} job takes no architecture (it uses the seed's)")
-        if self.choice is not None and (not isinstance(self.choice, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in self.choice.items())):
-            raise ValueError(f"FnaJob.choice must map layer labels to op indices, but got {self.choice!r}")
-
-    @property
-    def role(self) -> str:
-        """``seed``, ``adapt``, ``final`` (parameter adaptation), ``seed_final`` (seed fine-tuned), ``scratch``."""
-        return _ROLES[self.kind]
-
-    @property
-    def step(self) -> int:
-        """0: the seed; 1: the adaptation (and the seed baseline); 2: the parameter adaptation (and scratch)."""
-        return _STEPS[self.kind]
-
-    @property
-    def serial(self) -> int:
-        return int(self.id.rsplit("-", 1)[1])
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON; :meth:`from_dict` reads it back to an equal job."""
-        return {"id": self.id, "kind": self.kind, "epochs": self.epochs, "parent": self.parent,
-                "seed_checkpoint": self.seed_checkpoint,
-                "architecture": copy.deepcopy(self.architecture) if self.architecture is not None else None,
-                "choice": dict(self.choice) if self.choice is not None else None, "adapt": self.adapt}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> FnaJob:
-        """Read :meth:`to_dict`'s form; raises ``ValueError`` naming the unknown, missing or malformed field."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"an FNA job must be a JSON object, but got {type(data).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(str(k) for k in data if k not in names)
-        if unknown:
-            raise ValueError(f"an FNA job has the fields {names}, but got unknown field(s) {unknown}")
-        missing = [n for n in ("id", "kind", "epochs") if n not in data]
-        if missing:
-            raise ValueError(f"an FNA job needs the fields id, kind, epochs, but {missing} are missing")
-        values = {n: data[n] for n in names if n in data}
-        if values.get("choice") is not None and isinstance(values["choice"], Mapping):
-            values["choice"] = dict(values["choice"])
-        if values.get("architecture") is not None and isinstance(values["architecture"], Mapping):
-            values["architecture"] = json.loads(json.dumps(values["architecture"]))
-        return cls(**values)
 
 
 _RUNNING, _DONE, _FAILED = "running", "done", "failed"

@@ -10,7 +10,7 @@ arXiv 1711.04528 (ICLR 2018 workshop), Algorithm 1 (see also ``ALGORITHMS.md``):
         best <- argmax validation accuracy                   # held-out split of the training set
     final: train best on train+val, report the test error once
 
-:class:`HillClimbing` runs that loop over :class:`~nni_nas_ext.strategies.candidate.Candidate` values and
+:class:`HillClimbing` runs that loop over :class:`~nni_nas_ext.core.jobs.Candidate` values and
 never trains anything itself: the caller trains what :meth:`HillClimbing.ask` returns (a child starts from its
 parent's checkpoint and replays its lineage there) and reports results with :meth:`HillClimbing.tell`.
 Each child is :func:`nni_nas_ext.core.random_chain` of ``n_morphisms`` morphisms, each drawn uniformly
@@ -53,12 +53,12 @@ from typing import Any, ClassVar, Optional, Union
 import numpy as np
 
 from nni_nas_ext.core.architecture import Architecture
+from nni_nas_ext.core.config import Config, option
 from nni_nas_ext.core.errors import MorphismError
+from nni_nas_ext.core.jobs import Candidate
 from nni_nas_ext.core.morphisms import MORPHISMS, Morphism, create_morphism, random_chain
 
 from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, CandidateLedger, accuracy_of, json_copy
-from .candidate import Candidate
-from .config import Config, option
 
 __all__ = ["HillClimbing", "NashConfig", "draw_children", "nash_morphisms"]
 
@@ -184,7 +184,7 @@ class HillClimbing(CandidateLedger):
         is dropped.
     config
         A :class:`NashConfig`, a mapping of its keys (NNI ``classArgs``; validated by
-        :func:`~nni_nas_ext.strategies.config.parse_config`), or ``None`` for the defaults.
+        :func:`~nni_nas_ext.core.config.parse_config`), or ``None`` for the defaults.
 
     The sequence of candidates:
 

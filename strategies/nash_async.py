@@ -61,10 +61,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
 
 from nni_nas_ext.core.architecture import Architecture
+from nni_nas_ext.core.config import Config, option
+from nni_nas_ext.core.jobs import Candidate
 
 from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, CandidateLedger, accuracy_of
-from .candidate import Candidate
-from .config import Config, option
 from .nash import NashConfig, draw_children, nash_morphisms
 from .trial_costs import TRAIN_VAL_FACTOR, TrialCosts
 

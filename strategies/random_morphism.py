@@ -14,7 +14,7 @@ over *our* space, so that the comparison of issue 6 holds everything else fixed:
     winner <- argmax validation accuracy (ties: the first proposed)
     final: train the winner (from its weights) and the seed on train+val, report the test accuracy once
 
-:class:`RandomMorphismSearch` runs that loop over :class:`~nni_nas_ext.strategies.candidate.Candidate`
+:class:`RandomMorphismSearch` runs that loop over :class:`~nni_nas_ext.core.jobs.Candidate`
 values and trains nothing itself (the contract of :mod:`.base`). Samples do not depend on results, so they
 are handed out as trials free up: at most ``max_in_flight`` are out (asked and not told) at any time, and
 NNI's own budget (``maxTrialNumber``, ``maxExperimentDuration``) may end the search before ``n_samples``;
@@ -43,11 +43,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
 
 from nni_nas_ext.core.architecture import Architecture
+from nni_nas_ext.core.config import Config, option
+from nni_nas_ext.core.jobs import Candidate
 from nni_nas_ext.core.morphisms import MORPHISMS
 
 from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, CandidateLedger, accuracy_of
-from .candidate import Candidate
-from .config import Config, option
 from .nash import draw_architecture, nash_morphisms
 
 __all__ = ["RandomMorphismConfig", "RandomMorphismSearch"]

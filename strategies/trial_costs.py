@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nni_nas_ext.core.architecture import Architecture
-
-from .candidate import Candidate
+from nni_nas_ext.core.jobs import Candidate
 
 __all__ = ["LATENCY", "SAFETY", "SAFETY_MEASURED", "TRAIN_VAL_FACTOR", "TrialCosts"]
 

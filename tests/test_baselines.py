@@ -20,6 +20,7 @@ import yaml
 from _reporters import ListReporter
 
 from nni_nas_ext.core import build_module
+from nni_nas_ext.core.config import ConfigError
 from nni_nas_ext.nni.baselines import network_morphism_trial
 from nni_nas_ext.nni.baselines.cnn_space import CnnSpaceConfig, ConvStageSpace, train_cnn_sample
 from nni_nas_ext.nni.baselines.network_morphism import (
@@ -30,7 +31,6 @@ from nni_nas_ext.nni.baselines.nni_strategies import build_nni_strategy_search, 
 from nni_nas_ext.nni.tuners import TUNERS, NniStrategyTuner
 from nni_nas_ext.search_spaces import nash_seed
 from nni_nas_ext.search_spaces.cnn_space import build_cnn_space_model, labels, stages_of
-from nni_nas_ext.strategies import ConfigError
 from nni_nas_ext.trial_code.datasets import load_dataset
 from nni_nas_ext.trial_code.trial import TaskConfig
 

@@ -339,7 +339,7 @@ def test_checkpoint_dir_unusable_checks_the_file_system(tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize("config", ["task", "fna"])
 def test_task_configs_refuse_system_folders(config: str) -> None:
-    from nni_nas_ext.strategies.config import ConfigError
+    from nni_nas_ext.core.config import ConfigError
     from nni_nas_ext.trial_code.fna_trial import FnaTaskConfig
     from nni_nas_ext.trial_code.trial import TaskConfig
 

@@ -33,7 +33,7 @@ from harness.retrain import train_and_test_pair  # noqa: E402
 from harness.settings import Settings, SettingsMismatch, check_settings  # noqa: E402
 from harness.trials import aggregate, best_so_far, best_trial, curve_at, format_mean_std, parse_trials  # noqa: E402
 
-from nni_nas_ext.strategies.config import ConfigError, parse_config  # noqa: E402
+from nni_nas_ext.core.config import ConfigError, parse_config  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

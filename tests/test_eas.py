@@ -20,9 +20,11 @@ import pytest
 import torch
 
 from nni_nas_ext.core import build_module, create_morphism, max_output_difference, replay
+from nni_nas_ext.core.config import ConfigError, describe_config, parse_config
+from nni_nas_ext.core.jobs import Candidate
 from nni_nas_ext.core.morphisms import WIDTHS, next_width
 from nni_nas_ext.search_spaces import nash_seed, plain_cnn
-from nni_nas_ext.strategies import Candidate, ConfigError, SearchStrategy, describe_config, parse_config
+from nni_nas_ext.strategies import SearchStrategy
 from nni_nas_ext.strategies.eas import (
     ControllerConfig, DeeperAction, EasConfig, EasController, EasSearch, RandomNet2Net, Trajectory, WiderAction,
     deeper_blocks, layer_sequence, tokens, wider_mask, widths_up_to,

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from nni_nas_ext.strategies.config import ConfigError, describe_config, parse_config
+from nni_nas_ext.core.config import ConfigError, describe_config, parse_config
 from nni_nas_ext.strategies.eas import (
     MAX_ACCURACY, ControllerConfig, DeeperAction, EasController, Trajectory, WiderAction, accuracy_reward,
     action_from_dict,

@@ -10,11 +10,12 @@ import torch
 
 from _reporters import ListReporter
 
+from nni_nas_ext.core.config import ConfigError
+from nni_nas_ext.core.jobs import FnaJob
 from nni_nas_ext.core.mbconv import MBConvArchitecture, build_network, mobilenet_v2
 from nni_nas_ext.core.remap import remap_state_dict
 from nni_nas_ext.nni.fna import FnaClassArgsValidator, split_fna_settings
-from nni_nas_ext.strategies.config import ConfigError
-from nni_nas_ext.strategies.fna import FnaConfig, FnaJob, FnaPipeline
+from nni_nas_ext.strategies.fna import FnaConfig, FnaPipeline
 from nni_nas_ext.trial_code.fna_trial import (
     load_seed_checkpoint, run_fna_job, save_checkpoint, seed_for_target,
 )

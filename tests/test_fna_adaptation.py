@@ -1,5 +1,5 @@
-"""FNA's architecture adaptation: binary gates, the cost term (strategies/fna_adaptation.py), the search
-(trial_code/fna_adaptation.py)."""
+"""FNA's architecture adaptation: binary gates, the cost term (trial_code/fna_gates.py), the settings and the
+search (trial_code/fna_adaptation.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+from nni_nas_ext.core.config import ConfigError, parse_config
 from nni_nas_ext.core.mbconv import build_network, mobilenet_v2
 from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
 from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet, remap_to_supernet
-from nni_nas_ext.strategies.config import ConfigError, parse_config
-from nni_nas_ext.strategies.fna_adaptation import (
-    AdaptationConfig, BinaryGateMixer, alpha_gradient, expected_madds, rescale_pair,
-)
-from nni_nas_ext.trial_code.fna_adaptation import adapt
+from nni_nas_ext.trial_code.fna_adaptation import AdaptationConfig, adapt
+from nni_nas_ext.trial_code.fna_gates import BinaryGateMixer, alpha_gradient, expected_madds, rescale_pair
 
 
 class _Layer(nn.Module):

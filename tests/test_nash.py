@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 from nni_nas_ext.core import Architecture, Step, replay
+from nni_nas_ext.core.config import Config, ConfigError, describe_config, option, parse_config
+from nni_nas_ext.core.jobs import Candidate, candidate_id
 from nni_nas_ext.search_spaces import nash_seed
 from nni_nas_ext.strategies import (
-    STRATEGIES, Candidate, Config, ConfigError, HillClimbing, NashConfig, SearchStrategy, candidate_id,
-    create_strategy, describe_config, describe_strategy, list_strategies, option, parse_config,
+    STRATEGIES, HillClimbing, NashConfig, SearchStrategy, create_strategy, describe_strategy, list_strategies,
 )
 
 SEED_ARCH = nash_seed((1, 8, 8), 10, (4, 8, 8))

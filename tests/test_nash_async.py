@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nni_nas_ext.strategies import AsyncHillClimbing, Budget, Candidate, create_strategy, trial_costs
+from nni_nas_ext.core.jobs import Candidate
+from nni_nas_ext.strategies import AsyncHillClimbing, Budget, create_strategy, trial_costs
 from test_nash import SEED_ARCH, fake_accuracy
 
 CONFIG = {"n_morphisms": 2, "epochs_seed": 4, "epochs_neighbour": 2, "epochs_final": 6, "n_steps": 1000,

@@ -16,7 +16,8 @@ import pytest
 from _reporters import ListReporter
 
 from nni_nas_ext.core import Step, replay
-from nni_nas_ext.strategies import ConfigError, HillClimbing, NashConfig, parse_config
+from nni_nas_ext.core.config import ConfigError, parse_config
+from nni_nas_ext.strategies import HillClimbing, NashConfig
 from nni_nas_ext.trial_code.datasets import load_dataset
 from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nni_nas_ext.strategies.config import ConfigError
+from nni_nas_ext.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

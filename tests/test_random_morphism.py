@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from nni_nas_ext.core import replay
-from nni_nas_ext.strategies import (
-    STRATEGIES, Candidate, ConfigError, RandomMorphismConfig, RandomMorphismSearch, create_strategy, parse_config,
-)
+from nni_nas_ext.core.config import ConfigError, parse_config
+from nni_nas_ext.core.jobs import Candidate
+from nni_nas_ext.strategies import STRATEGIES, RandomMorphismConfig, RandomMorphismSearch, create_strategy
 
 from test_nash import SEED_ARCH, drive, fake_accuracy, fake_result
 

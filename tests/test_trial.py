@@ -12,10 +12,10 @@ import torch
 from _reporters import ListReporter
 
 from nni_nas_ext.core import create_morphism, random_chain
+from nni_nas_ext.core.jobs import Candidate, candidate_id
 from nni_nas_ext.export import load_exported
 from nni_nas_ext.results import SearchResults
 from nni_nas_ext.search_spaces import nash_seed
-from nni_nas_ext.strategies.candidate import Candidate, candidate_id
 from nni_nas_ext.trial_code.checkpoints import CheckpointStore
 from nni_nas_ext.trial_code.datasets import load_dataset
 from nni_nas_ext.trial_code.trial import TaskConfig, TrialFailed, run_candidate
@@ -264,7 +264,7 @@ def test_precision_and_memory_format_settings_reach_the_training(trained_seed, t
     ({"memory_format": "nhwc"}, "memory_format"),
 ])
 def test_task_rejects_unknown_augmentation_and_precision(kwargs: dict, fragment: str) -> None:
-    from nni_nas_ext.strategies.config import ConfigError
+    from nni_nas_ext.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=fragment):
         TaskConfig(dataset="digits", **kwargs)

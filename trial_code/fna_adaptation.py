@@ -2,7 +2,7 @@
 
 Fang et al., *Fast Neural Network Adaptation via Parameter Remapping and Architecture Search*, ICLR 2020,
 sec. 3.3 (and FNA++, 2020). :func:`adapt` learns the super-network's architecture parameters with the loss,
-the binary gates and the derivation of :mod:`nni_nas_ext.strategies.fna_adaptation`, alternating, step by
+the binary gates and the derivation of :mod:`nni_nas_ext.trial_code.fna_gates`, alternating, step by
 step, a *weight step* (SGD, lr 0.02, momentum, on one split of the target training set; one path per layer
 sampled from ``softmax(alpha)``) and an *architecture step* (Adam, lr 3e-4, on the other split, two-path
 binary gates). Before the first architecture epoch, ``warmup_epochs`` of weight steps with uniformly sampled
@@ -15,6 +15,11 @@ left as it was. Each epoch's record carries its wall-clock seconds.
 
 Deviations and choices (marked **[dev]**):
 
+* Defaults (:class:`AdaptationConfig`) from FNA's detection search configs (``fna_retinanet_fpn_search.py``):
+  lambda 0.02 with log base 10, weight SGD lr 0.02 momentum 0.9 weight decay 1e-4, architecture Adam lr
+  3e-4 betas (0.5, 0.999) weight decay 1e-3, gradient clipping at norm 35, half of the training set for each
+  kind of step, initial alphas ``1e-3 * N(0, 1)``, 8 of 14 epochs weight-only. Epoch counts here are small
+  CPU defaults.
 * **[dev]** Weight learning rate: one cosine cycle from ``weight_lr`` to 0 over the whole search
   (ProxylessNAS's weight schedule); the FNA detection configs use a step schedule with warm-up.
 * **[dev]** The per-epoch validation accuracy is measured on the super-network with the argmax path set, in
@@ -29,22 +34,72 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nni_nas_ext.strategies.fna_adaptation import (
-    AdaptationConfig,
-    AdaptationSpace,
-    BinaryGateMixer,
-    derive_choice,
-    expected_madds,
-    rescale_pair,
-)
+from nni_nas_ext.core.config import Config, ConfigError, option
 
-__all__ = ["AdaptationEpoch", "AdaptationResult", "adapt"]
+from .fna_gates import AdaptationSpace, BinaryGateMixer, derive_choice, expected_madds, rescale_pair
+
+__all__ = ["AdaptationConfig", "AdaptationEpoch", "AdaptationResult", "adapt"]
+
+
+@dataclass(frozen=True)
+class AdaptationConfig(Config):
+    """Settings of :func:`adapt` (NNI ``classArgs`` of the FNA pipeline share these keys).
+
+    Defaults are the FNA paper's / authors' configuration where known (see the module docstring), except
+    the epoch counts, which are small for CPU runs.
+    """
+
+    config_name: ClassVar[str] = "adaptation"
+
+    epochs: int = option(4, minimum=1, maximum=100_000,
+                         doc="epochs of architecture adaptation, each one pass over the weight split (FNA "
+                             "detection: 14)")
+    warmup_epochs: int = option(1, minimum=0, maximum=100_000,
+                                doc="first epochs with weight steps only, paths sampled uniformly (FNA "
+                                    "detection: 8 of 14)")
+    cost_lambda: float = option(0.02, minimum=0.0, maximum=1e6,
+                                doc="lambda in loss = CE + lambda * log_base(expected MAdds) (FNA detection: 0.02)")
+    log_base: float = option(10.0, minimum=1.0001, maximum=1e6,
+                             doc="base tau of the logarithm of the MAdds term (FNA: 10)")
+    weight_lr: float = option(0.02, minimum=1e-6, maximum=10.0,
+                              doc="SGD learning rate of the weight steps, annealed by a cosine to 0 (FNA: 0.02)")
+    weight_momentum: float = option(0.9, minimum=0.0, maximum=0.999, doc="SGD momentum of the weight steps (FNA: 0.9)")
+    search_weight_decay: float = option(1e-4, minimum=0.0, maximum=1.0,
+                                        doc="weight decay of the weight steps, not on biases or BatchNorm (FNA "
+                                            "detection: 1e-4)")
+    arch_lr: float = option(3e-4, minimum=0.0, maximum=10.0,
+                            doc="Adam learning rate of the architecture parameters (FNA: 3e-4)")
+    arch_beta1: float = option(0.5, minimum=0.0, maximum=0.999, doc="Adam beta1 of the architecture steps (FNA: 0.5)")
+    arch_beta2: float = option(0.999, minimum=0.0, maximum=0.99999,
+                               doc="Adam beta2 of the architecture steps (FNA: 0.999)")
+    arch_weight_decay: float = option(1e-3, minimum=0.0, maximum=1.0,
+                                      doc="Adam weight decay of the architecture parameters (FNA: 1e-3)")
+    arch_fraction: float = option(0.5, minimum=0.05, maximum=0.95,
+                                  doc="share of the target training set used by the architecture steps; the rest "
+                                      "trains the weights (FNA: 0.5)")
+    batch_size: int = option(64, minimum=2, maximum=65536, doc="batch size of both kinds of steps")
+    grad_clip: Optional[float] = option(35.0, minimum=1e-6,
+                                        doc="gradient norm clipping of both kinds of steps; null: none (FNA: 35)")
+    bn_batches: int = option(8, minimum=0, maximum=100_000,
+                             doc="training batches that re-estimate BatchNorm statistics of the argmax path before "
+                                 "each epoch's validation (0: none; not in FNA, as Once-for-All)")
+    alpha_init_std: float = option(1e-3, minimum=0.0, maximum=10.0,
+                                   doc="initial architecture parameters ~ N(0, std^2) (FNA: 1e-3)")
+    seed: int = option(0, minimum=0, maximum=2**31 - 1,
+                       doc="seed of the splits, path sampling, initial alphas and dropout")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"adaptation: warmup_epochs < epochs must hold (at least one epoch updates the "
+                              f"architecture), but got warmup_epochs={self.warmup_epochs}, epochs={self.epochs}; "
+                              "lower warmup_epochs or raise epochs", key="warmup_epochs", value=self.warmup_epochs)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The trials of the FNA pipeline: train the seed, adapt the architecture, adapt the parameters.
 
 Fang et al., *Fast Neural Network Adaptation via Parameter Remapping and Architecture Search*, ICLR 2020.
-One function, :func:`run_fna_job`, runs one :class:`~nni_nas_ext.strategies.fna.FnaJob`:
+One function, :func:`run_fna_job`, runs one :class:`~nni_nas_ext.core.jobs.FnaJob`:
 
 * ``seed``: a MobileNetV2 (:func:`nni_nas_ext.core.mbconv.mobilenet_v2`, ``width_mult``, the source
   images' size and channels) trained from scratch on the source dataset; its checkpoint is saved for the
@@ -44,19 +44,18 @@ import torch
 from torch import Tensor
 
 from nni_nas_ext.atomic import atomic_write, remove_stale_temporaries
+from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
+from nni_nas_ext.core.jobs import FnaJob
 from nni_nas_ext.core.mbconv import (
     MOBILENET_V2_SETTING, MBConvArchitecture, build_network, mobilenet_v2, small_input_strides,
     torchvision_architecture, torchvision_to_state_dict,
 )
 from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
 from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet
-from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
-from nni_nas_ext.strategies.fna import FnaJob
-from nni_nas_ext.strategies.fna_adaptation import AdaptationConfig
 
 from .checkpoints import checkpoint_dir_error
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
-from .fna_adaptation import AdaptationEpoch, adapt
+from .fna_adaptation import AdaptationConfig, AdaptationEpoch, adapt
 from .training import EpochResult, Schedule, evaluate, select_device, train
 from .trial import Reporter, TrialFailed, default_checkpoint_dir
 

@@ -39,8 +39,8 @@ from typing import Any, ClassVar, Optional, Protocol
 import torch
 
 from nni_nas_ext.core import Architecture, build_module, preservation_error, replay, summarize
-from nni_nas_ext.strategies.candidate import Candidate
-from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
+from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
+from nni_nas_ext.core.jobs import Candidate
 
 from .augment import AUGMENTATIONS, Augmentation
 from .checkpoints import CheckpointStore, checkpoint_dir_error
@@ -73,7 +73,7 @@ class _StoppedEarly(Exception):
 class TaskConfig(Config):
     """What every trial of a search shares: the data, the optimiser, where checkpoints live.
 
-    Validated on construction (and from ``classArgs`` with :func:`~nni_nas_ext.strategies.config.parse_config`):
+    Validated on construction (and from ``classArgs`` with :func:`~nni_nas_ext.core.config.parse_config`):
     a wrong type or range names the key, the value and what is allowed.
     """
 

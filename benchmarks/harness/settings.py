@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from nni_nas_ext.strategies.config import Config, option
+from nni_nas_ext.core.config import Config, option
 
 #: the validation split every contestant uses (issue 6: the same train/validation split for everyone)
 VAL_FRACTION = 0.2

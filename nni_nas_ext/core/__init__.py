@@ -4,6 +4,9 @@
 * :mod:`.builder` -- ``torch.nn.Module`` from an architecture, with node-derived parameter names;
 * :mod:`.morphisms` -- function-preserving operators and their weight transformations;
 * :mod:`.preservation` -- measure the output difference between a parent and a child;
+* :mod:`.config` -- typed, frozen settings dataclasses validated from their field metadata (every layer's);
+* :mod:`.jobs` -- what a search hands to a trial, the wire format's two payload kinds: :class:`Candidate`
+  (the morphism searches) and :class:`FnaJob` (FNA's pipeline);
 * :mod:`.mbconv` -- the MobileNetV2 family: its values and costs, network builder and torchvision checkpoints;
 * :mod:`.remap` -- FNA's parameter remapping (state_dict in, state_dict out).
 """
@@ -12,7 +15,9 @@ from __future__ import annotations
 
 from .architecture import INPUT, OPS, Architecture, GraphBuilder, Lineage, Node, Step
 from .builder import ArchitectureModule, activation_moments, build_module, state_key
+from .config import Config, ConfigError, ConfigRow, describe_config, option, parse_config
 from .errors import ArchitectureError, MorphismError
+from .jobs import JOB_KINDS, ROLES, TRAIN_ON, Candidate, FnaJob, candidate_id
 from .morphisms import (
     MORPHISMS, AddSkip, Branch, ConcatSkip, Deepen, Morphism, MorphismResult, WeightTransform, Widen, WidenKernel,
     create_morphism, list_morphisms, random_chain, replay,
@@ -31,6 +36,10 @@ __all__ = [
     "PreservationError", "Step", "WeightTransform", "Widen", "WidenKernel", "activation_moments",
     "build_module", "create_morphism", "list_morphisms", "max_output_difference", "preservation_error",
     "random_chain", "replay", "state_key", "summarize",
+]
+__all__ += [
+    "JOB_KINDS", "ROLES", "TRAIN_ON", "Candidate", "Config", "ConfigError", "ConfigRow", "FnaJob", "candidate_id",
+    "describe_config", "option", "parse_config",
 ]
 __all__ += [
     "EXPANSIONS", "KERNELS", "MBConvArchitecture", "MBConvNetwork", "MBConvOp", "RemapError", "Stage",

@@ -16,7 +16,7 @@ ask/tell :class:`~nni_nas_ext.strategies.fna.FnaPipeline`; NNI sees:
 runs (unknown keys with close matches, wrong types, ranges: the message names the key, the value and what
 is allowed): :class:`~nni_nas_ext.strategies.fna.FnaConfig` (seed checkpoint, epochs of each phase,
 baselines), :class:`~nni_nas_ext.trial_code.fna_trial.FnaTaskConfig` (datasets, limits, width, space,
-training, threads) and :class:`~nni_nas_ext.strategies.fna_adaptation.AdaptationConfig` without ``epochs``
+training, threads) and :class:`~nni_nas_ext.trial_code.fna_adaptation.AdaptationConfig` without ``epochs``
 (which is ``epochs_adapt``): lambda (``cost_lambda``), learning rates, warm-up... ``seed`` and
 ``batch_size`` go to every configuration that has them.
 
@@ -42,7 +42,7 @@ _ADAPTATION_EXCLUDED = frozenset({"epochs"})
 
 def _classes() -> tuple[type, type, type]:
     from nni_nas_ext.strategies.fna import FnaConfig
-    from nni_nas_ext.strategies.fna_adaptation import AdaptationConfig
+    from nni_nas_ext.trial_code.fna_adaptation import AdaptationConfig
     from nni_nas_ext.trial_code.fna_trial import FnaTaskConfig
 
     return FnaConfig, FnaTaskConfig, AdaptationConfig
@@ -56,7 +56,7 @@ def split_fna_settings(settings: Mapping[str, Any] | None) -> tuple[Any, Any, An
     ConfigError
         Naming the key, the value and what is allowed (unknown keys get close matches).
     """
-    from nni_nas_ext.strategies.config import ConfigError, parse_config
+    from nni_nas_ext.core.config import ConfigError, parse_config
 
     settings = dict(settings or {})
     fna_cls, task_cls, adapt_cls = _classes()
@@ -92,7 +92,7 @@ def split_fna_settings(settings: Mapping[str, Any] | None) -> tuple[Any, Any, An
 
 def fna_settings() -> list[tuple[str, str, str, str, str]]:
     """Every classArgs key as (name, type, default, range, doc), for the README and ``--help``."""
-    from nni_nas_ext.strategies.config import describe_config
+    from nni_nas_ext.core.config import describe_config
 
     fna_cls, task_cls, adapt_cls = _classes()
     rows = [tuple(r) for r in describe_config(fna_cls)] + [tuple(r) for r in describe_config(task_cls)]
@@ -102,7 +102,7 @@ def fna_settings() -> list[tuple[str, str, str, str, str]]:
 
 
 def _check_seed_checkpoint(path: str, input_size: int) -> None:
-    from nni_nas_ext.strategies.config import ConfigError
+    from nni_nas_ext.core.config import ConfigError
     from nni_nas_ext.trial_code.fna_trial import load_seed_checkpoint
 
     if not Path(path).is_file():

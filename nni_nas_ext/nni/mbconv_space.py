@@ -14,7 +14,7 @@ Two spaces live here (both import torch and ``nni.nas``; the import-light tuner 
   what ``build_network(derive(choice))`` computes with the same weights
   (:meth:`MBConvModelSpace.load_supernet_state`, :func:`frozen_state_to_network`).
 * :class:`FnaModelSpace`: the FNA *pipeline* as a model space with one custom mutable, the job
-  (:class:`~nni_nas_ext.strategies.fna.FnaJob`) as JSON, label ``"architecture"`` (the label NNI's adapter
+  (:class:`~nni_nas_ext.core.jobs.FnaJob`) as JSON, label ``"architecture"`` (the label NNI's adapter
   :class:`~nni_nas_ext.nni.nas_strategy.MorphismStrategy` reads), and :func:`train_fna_job`, the function NNI's
   ``FunctionalEvaluator`` runs in every trial.
 """
@@ -29,10 +29,10 @@ from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 from nni.nas.space import current_model, model_context
 from torch import Tensor, nn
 
+from nni_nas_ext.core.jobs import FnaJob
 from nni_nas_ext.core.mbconv import EXPANSIONS, KERNELS, MBConvArchitecture, build_network, mobilenet_v2
 from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
 from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet
-from nni_nas_ext.strategies.fna import FnaJob
 
 from .space import ARCHITECTURE_LABEL
 
@@ -169,7 +169,7 @@ def _default_job() -> FnaJob:
 
 
 class FnaJobMutable(LabeledMutable):
-    """A labeled mutable whose value is any valid :class:`~nni_nas_ext.strategies.fna.FnaJob` (JSON dict).
+    """A labeled mutable whose value is any valid :class:`~nni_nas_ext.core.jobs.FnaJob` (JSON dict).
 
     There is no ``random``/``grid``: the FNA pipeline proposes its jobs itself
     (:class:`~nni_nas_ext.strategies.fna.FnaPipeline`); NNI validates, ships, shows and exports them.

@@ -23,8 +23,8 @@ from nni.nas.execution.event import FinalMetricEvent, ModelEventType, TrainingEn
 from nni.nas.space import ExecutableModelSpace, ModelStatus
 from nni.nas.strategy import Strategy
 
+from nni_nas_ext.core.jobs import Candidate
 from nni_nas_ext.strategies.base import SearchStrategy
-from nni_nas_ext.strategies.candidate import Candidate
 from nni_nas_ext.strategies.nash_async import Budget
 
 from .space import ARCHITECTURE_LABEL

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nni_nas_ext.core import Architecture
+from nni_nas_ext.core.config import Config, ConfigError, describe_config, option, parse_config
 from nni_nas_ext.core.errors import unknown_name
 from nni_nas_ext.search_spaces import create_seed
 from nni_nas_ext.strategies import STRATEGIES
-from nni_nas_ext.strategies.config import Config, ConfigError, describe_config, option, parse_config
 
 __all__ = ["SeedConfig", "build_nash", "build_search", "search_settings", "split_settings"]
 

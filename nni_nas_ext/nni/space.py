@@ -2,7 +2,7 @@
 
 A space grown by morphisms has no fixed list of choices: any architecture reachable from the seed is in
 it. It fits ``nni.nas`` as a model space with ONE labeled mutable, :class:`CandidateMutable` (label
-``"architecture"``), whose value is a whole :class:`~nni_nas_ext.strategies.candidate.Candidate` as JSON:
+``"architecture"``), whose value is a whole :class:`~nni_nas_ext.core.jobs.Candidate` as JSON:
 the architecture (with its lineage) and how to train it. NNI then validates samples, serialises them to
 trials, shows them in the portal's parameter view and exports them, while our strategies edit JSON only.
 
@@ -19,7 +19,7 @@ from nni.nas.nn.pytorch import ModelSpace
 from torch import Tensor
 
 from nni_nas_ext.core import Architecture, ArchitectureError, build_module
-from nni_nas_ext.strategies.candidate import Candidate
+from nni_nas_ext.core.jobs import Candidate
 
 __all__ = ["ARCHITECTURE_LABEL", "CandidateMutable", "MorphismModelSpace", "seed_candidate"]
 

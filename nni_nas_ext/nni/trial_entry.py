@@ -124,13 +124,13 @@ def _run_payload(payload: TrialPayload) -> None:
 
     _log_to_stdout()
     if payload.kind == "candidate":
-        from nni_nas_ext.strategies.candidate import Candidate
+        from nni_nas_ext.core.jobs import Candidate
         from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
 
         run_candidate(Candidate.from_dict(payload.job), TaskConfig.from_dict(payload.settings["task"]),
                       NniReporter())
     else:  # "fna_job" (TrialPayload admits no other kind)
-        from nni_nas_ext.strategies.fna import FnaJob
+        from nni_nas_ext.core.jobs import FnaJob
         from nni_nas_ext.trial_code.fna_trial import FnaTaskConfig, run_fna_job
 
         run_fna_job(FnaJob.from_dict(payload.job), FnaTaskConfig.from_dict(payload.settings["task"]),

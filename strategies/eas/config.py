@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from nni_nas_ext.core.config import Config, ConfigError, option
 from nni_nas_ext.core.morphisms import WIDTHS
-
-from ..config import Config, ConfigError, option
 
 __all__ = ["ControllerConfig", "EasConfig", "require_odd_kernels"]
 

@@ -62,7 +62,8 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..config import parse_config
+from nni_nas_ext.core.config import parse_config
+
 from .actions import Action, DeeperAction, Step, Trajectory, WiderAction, check_blocks, check_mask, check_tokens
 from .config import ControllerConfig
 from .networks import ControllerNetwork
@@ -83,7 +84,7 @@ class EasController:
     ----------
     config
         A :class:`ControllerConfig`, a mapping of its keys (validated by
-        :func:`~nni_nas_ext.strategies.config.parse_config`), or ``None`` for the paper's defaults.
+        :func:`~nni_nas_ext.core.config.parse_config`), or ``None`` for the paper's defaults.
 
     Attributes
     ----------

@@ -16,7 +16,7 @@ Cai, Chen, Zhang, Yu, Wang, *Efficient Architecture Search by Network Transforma
         start <- the best net found so far
     final: train the best (and the seed) on train+val, report the test accuracy once
 
-:class:`EasSearch` runs that loop over :class:`~nni_nas_ext.strategies.candidate.Candidate` values and never
+:class:`EasSearch` runs that loop over :class:`~nni_nas_ext.core.jobs.Candidate` values and never
 trains anything itself (the contract of ``docs/design-nash.md``, as
 :class:`~nni_nas_ext.strategies.nash.HillClimbing`); the meta-controller is :class:`~.controller.EasController`.
 :class:`RandomNet2Net` is the same loop with actions drawn uniformly at random and no learning: the paper's
@@ -57,11 +57,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Optional, Union, cast
 
 from nni_nas_ext.core.architecture import Architecture, Step
+from nni_nas_ext.core.config import Config
+from nni_nas_ext.core.jobs import Candidate
 from nni_nas_ext.core.morphisms import Widen
 
 from .._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, CandidateLedger, json_copy
-from ..candidate import Candidate
-from ..config import Config
 from .actions import Trajectory
 from .children import draw_child
 from .config import EasConfig

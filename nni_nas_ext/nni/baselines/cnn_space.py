@@ -31,8 +31,8 @@ from nni.mutable import ensure_frozen
 from nni.nas.nn.pytorch import ModelSpace
 from torch import Tensor, nn
 
+from nni_nas_ext.core.config import Config, ConfigError, option
 from nni_nas_ext.search_spaces.cnn_space import STAGE_KEYS, build_cnn_space_model
-from nni_nas_ext.strategies.config import Config, ConfigError, option
 
 __all__ = ["CnnSpaceConfig", "ConvStageSpace", "make_cnn_evaluator", "train_cnn_sample"]
 

@@ -39,7 +39,7 @@ from nni.algorithms.hpo.networkmorphism_tuner.networkmorphism_tuner import Netwo
 from nni.algorithms.hpo.networkmorphism_tuner.utils import Constant
 from nni.utils import ClassArgsValidator
 
-from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
+from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
 
 __all__ = [
     "NetworkMorphismClassArgsValidator", "NetworkMorphismConfig", "NetworkMorphismTuner", "Numpy2BayesianOptimizer",

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
-from nni_nas_ext.strategies.config import Config, ConfigError, option, parse_config
+from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
 
 from .cnn_space import CnnSpaceConfig
 

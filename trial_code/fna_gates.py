@@ -1,4 +1,4 @@
-"""FNA's architecture adaptation, its pure parts: the settings, the architecture parameters' maths, the derivation.
+"""FNA's architecture adaptation, its maths: ProxylessNAS binary gates, the cost term, the derivation.
 
 Fang et al., *Fast Neural Network Adaptation via Parameter Remapping and Architecture Search*, ICLR 2020,
 sec. 3.3 (and FNA++, 2020): the seed's parameters are remapped into a super-network
@@ -23,37 +23,27 @@ one-hot gates ``g``, so its value is the active op's output and ``dL/dg_k = <dL/
 ``logsumexp`` over the pair is what it was (:func:`rescale_pair`, ProxylessNAS's rescaling: the unsampled
 ops keep their relative probability).
 
-The search loop itself (weight and architecture steps, the per-epoch validation, timing) trains a network and
-is trial code: :func:`nni_nas_ext.trial_code.fna_adaptation.adapt`. Everything here is pure torch maths on
-the architecture parameters: no training loop, no files, no clock, no ``nni``.
+The search loop itself (weight and architecture steps, the per-epoch validation, timing) is
+:func:`nni_nas_ext.trial_code.fna_adaptation.adapt`, next to its settings
+(:class:`~nni_nas_ext.trial_code.fna_adaptation.AdaptationConfig`). Everything here is torch maths on the
+architecture parameters, used by that loop only: no training loop, no files, no clock, no ``nni``.
 
 Deviations and choices (marked **[dev]**):
 
 * **[dev]** The released FNA detection code (``fna_det``) mixes *all* ops weighted by ``softmax(alpha)``
   in its architecture step (DARTS-like); the adaptation uses ProxylessNAS's two-path binary gates, as the
   issue asks (one path in memory per layer plus one evaluated without a graph).
-* Defaults (:class:`AdaptationConfig`) from FNA's detection search configs (``fna_retinanet_fpn_search.py``):
-  lambda 0.02 with log base 10, weight SGD lr 0.02 momentum 0.9 weight decay 1e-4, architecture Adam lr
-  3e-4 betas (0.5, 0.999) weight decay 1e-3, gradient clipping at norm 35, half of the training set for each
-  kind of step, initial alphas ``1e-3 * N(0, 1)``, 8 of 14 epochs weight-only. Epoch counts here are small
-  CPU defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, Protocol, cast
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
 
-from .config import Config, ConfigError, option
-
-__all__ = [
-    "AdaptationConfig", "AdaptationSpace", "BinaryGateMixer", "alpha_gradient", "derive_choice", "expected_madds",
-    "rescale_pair",
-]
+__all__ = ["AdaptationSpace", "BinaryGateMixer", "alpha_gradient", "derive_choice", "expected_madds", "rescale_pair"]
 
 
 class AdaptationSpace(Protocol):
@@ -71,62 +61,6 @@ class AdaptationSpace(Protocol):
     def label(self, stage: int, layer: int) -> str: ...
 
     def derive(self, choice: Mapping[Any, int]) -> Any: ...
-
-
-@dataclass(frozen=True)
-class AdaptationConfig(Config):
-    """Settings of :func:`~nni_nas_ext.trial_code.fna_adaptation.adapt` (NNI ``classArgs`` of the FNA pipeline share
-    these keys).
-
-    Defaults are the FNA paper's / authors' configuration where known (see the module docstring), except
-    the epoch counts, which are small for CPU runs.
-    """
-
-    config_name: ClassVar[str] = "adaptation"
-
-    epochs: int = option(4, minimum=1, maximum=100_000,
-                         doc="epochs of architecture adaptation, each one pass over the weight split (FNA "
-                             "detection: 14)")
-    warmup_epochs: int = option(1, minimum=0, maximum=100_000,
-                                doc="first epochs with weight steps only, paths sampled uniformly (FNA "
-                                    "detection: 8 of 14)")
-    cost_lambda: float = option(0.02, minimum=0.0, maximum=1e6,
-                                doc="lambda in loss = CE + lambda * log_base(expected MAdds) (FNA detection: 0.02)")
-    log_base: float = option(10.0, minimum=1.0001, maximum=1e6,
-                             doc="base tau of the logarithm of the MAdds term (FNA: 10)")
-    weight_lr: float = option(0.02, minimum=1e-6, maximum=10.0,
-                              doc="SGD learning rate of the weight steps, annealed by a cosine to 0 (FNA: 0.02)")
-    weight_momentum: float = option(0.9, minimum=0.0, maximum=0.999, doc="SGD momentum of the weight steps (FNA: 0.9)")
-    search_weight_decay: float = option(1e-4, minimum=0.0, maximum=1.0,
-                                        doc="weight decay of the weight steps, not on biases or BatchNorm (FNA "
-                                            "detection: 1e-4)")
-    arch_lr: float = option(3e-4, minimum=0.0, maximum=10.0,
-                            doc="Adam learning rate of the architecture parameters (FNA: 3e-4)")
-    arch_beta1: float = option(0.5, minimum=0.0, maximum=0.999, doc="Adam beta1 of the architecture steps (FNA: 0.5)")
-    arch_beta2: float = option(0.999, minimum=0.0, maximum=0.99999,
-                               doc="Adam beta2 of the architecture steps (FNA: 0.999)")
-    arch_weight_decay: float = option(1e-3, minimum=0.0, maximum=1.0,
-                                      doc="Adam weight decay of the architecture parameters (FNA: 1e-3)")
-    arch_fraction: float = option(0.5, minimum=0.05, maximum=0.95,
-                                  doc="share of the target training set used by the architecture steps; the rest "
-                                      "trains the weights (FNA: 0.5)")
-    batch_size: int = option(64, minimum=2, maximum=65536, doc="batch size of both kinds of steps")
-    grad_clip: Optional[float] = option(35.0, minimum=1e-6,
-                                        doc="gradient norm clipping of both kinds of steps; null: none (FNA: 35)")
-    bn_batches: int = option(8, minimum=0, maximum=100_000,
-                             doc="training batches that re-estimate BatchNorm statistics of the argmax path before "
-                                 "each epoch's validation (0: none; not in FNA, as Once-for-All)")
-    alpha_init_std: float = option(1e-3, minimum=0.0, maximum=10.0,
-                                   doc="initial architecture parameters ~ N(0, std^2) (FNA: 1e-3)")
-    seed: int = option(0, minimum=0, maximum=2**31 - 1,
-                       doc="seed of the splits, path sampling, initial alphas and dropout")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.warmup_epochs >= self.epochs:
-            raise ConfigError(f"adaptation: warmup_epochs < epochs must hold (at least one epoch updates the "
-                              f"architecture), but got warmup_epochs={self.warmup_epochs}, epochs={self.epochs}; "
-                              "lower warmup_epochs or raise epochs", key="warmup_epochs", value=self.warmup_epochs)
 
 
 # --------------------------------------------------------------------------------------------------

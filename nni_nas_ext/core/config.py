@@ -1,8 +1,9 @@
 """Typed, frozen configuration dataclasses with validation derived from field metadata.
 
-A strategy's configuration is a frozen dataclass whose fields are declared with :func:`option`: the
-default, the allowed range or choices and a one-line doc live next to the type annotation, and
-everything else derives from them (the shape of NNI's ``nni/experiment/config/algorithm.py``):
+A strategy's configuration (and a trial's, a search space's, an NNI adapter's: every layer has settings, so
+the machinery lives in the core; standard library only) is a frozen dataclass whose fields are declared with
+:func:`option`: the default, the allowed range or choices and a one-line doc live next to the type
+annotation, and everything else derives from them (the shape of NNI's ``nni/experiment/config/algorithm.py``):
 
 * constructing the dataclass validates every field (subclass :class:`Config`), so a direct
   ``NashConfig(n_steps=0)`` fails exactly as ``classArgs: {n_steps: 0}`` does;
