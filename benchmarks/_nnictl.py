@@ -29,7 +29,8 @@ import yaml
 from nni_nas_ext.console import ANSI as _ANSI
 from nni_nas_ext.console import nnictl_env
 
-__all__ = ["NnictlFailed", "PrivateExperiment", "free_port", "lean_trial_command", "nas_trial_command", "private_experiment", "venv_python"]
+__all__ = ["NnictlFailed", "PrivateExperiment", "free_port", "lean_trial_command", "nas_trial_command",
+           "private_experiment", "venv_python"]
 
 
 

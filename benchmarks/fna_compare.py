@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table)
     from harness.machine import environment
 
-    report = {"settings": settings, "rows": rows, "environment": environment(), "argv": sys.argv[1:], "fna": {k: {kk: vv for kk, vv in v.items() if kk != "history"}
+    report = {"settings": settings, "rows": rows, "environment": environment(), "argv": sys.argv[1:],
+              "fna": {k: {kk: vv for kk, vv in v.items() if kk != "history"}
                                                           for k, v in fna.items()},
               "random": random, "wall_seconds": time.time() - t0}
     out.write_text(json.dumps(report, indent=1, default=str))

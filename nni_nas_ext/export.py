@@ -27,7 +27,8 @@ from torch import nn
 from nni_nas_ext.atomic import atomic_write
 from nni_nas_ext.core import Architecture, build_module
 
-__all__ = ["ARCHITECTURE_FILE", "EXPORT_FILES", "METADATA_FILE", "STATE_FILE", "TORCHSCRIPT_FILE", "export_model", "load_exported"]
+__all__ = ["ARCHITECTURE_FILE", "EXPORT_FILES", "METADATA_FILE", "STATE_FILE", "TORCHSCRIPT_FILE", "export_model",
+           "load_exported"]
 
 ARCHITECTURE_FILE = "architecture.json"
 STATE_FILE = "state_dict.pt"

@@ -221,7 +221,8 @@ def experiment_key_path(env: Mapping[str, str] | None = None) -> Path:
         return Path(log_dir).parent / KEY_DIR_NAME / KEY_FILE_NAME
     output_dir = env.get("NNI_OUTPUT_DIR")
     if output_dir:
-        # NNI 3.0's local training service: <experiment>/environments/<env>/trials/<trial>; older: <experiment>/trials/<trial>
+        # NNI 3.0's local training service: <experiment>/environments/<env>/trials/<trial>;
+        # older: <experiment>/trials/<trial>
         exp_id = env.get("NNI_EXP_ID")
         for experiment_dir in Path(output_dir).parents:
             if exp_id and experiment_dir.name == exp_id:

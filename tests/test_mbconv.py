@@ -95,7 +95,7 @@ def test_madds_formula_agrees_with_counting_hooks() -> None:
         net = build_network(arch).eval()
         counted = []
 
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor, counted: list = counted) -> None:
             if isinstance(module, nn.Conv2d):
                 counted.append(output[0].numel() * module.weight[0].numel())
             else:

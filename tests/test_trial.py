@@ -178,7 +178,8 @@ def test_results_follow_parents_from_self_describing_metrics() -> None:
         return {"type": "FINAL", "trialJobId": trial, "data": json.dumps(json.dumps(metric))}
 
     data = [
-        record("A", {"default": 0.5, "candidate": "s-0000", "role": "seed", "step": 0, "parent": None, "morphisms": []}),
+        record("A", {"default": 0.5, "candidate": "s-0000", "role": "seed", "step": 0, "parent": None,
+                     "morphisms": []}),
         record("B", {"default": 0.6, "candidate": "c-0001", "role": "child", "step": 1, "parent": "s-0000",
                      "morphisms": ["widen(node=conv1, width=16)", "deepen(after=relu1)"]}),
         record("C", {"default": 0.0, "candidate": "c-0002", "role": "child", "step": 1, "failed": "boom"}),

@@ -146,7 +146,7 @@ REASON_SHA256 = "4f45d543c1f6c65a9712e947e0ebcefb364a354fa07045a961ec5e4f1ba1197
 _REASON_EDITS: tuple[tuple[str, str], ...] = (
     (
         "            this.criticalError(new Error('Dispatcher stream error, tuner may have crashed.'));\n",
-        "            // nni-nas-ext patch: the dispatcher's own reason in the experiment's status (portal, nnictl, REST)\n"
+        "            // nni-nas-ext patch: the dispatcher's own reason in the experiment's status (portal, nnictl, REST)\n"  # noqa: E501 - patch text
         "            this.criticalError(new Error(`Dispatcher error: ${error.message}`));\n",
     ),
 )

@@ -41,7 +41,9 @@ from typing import Any
 
 from nni_nas_ext.wire import TrialPayload, WireError, decode_trial, experiment_key_path, is_wire_payload, read_key
 
-__all__ = ["ALLOW_NNI_FORMAT_FLAG", "RawParameterChannel", "TrialRefused", "main", "receive_payload", "run"]
+# RawParameterChannel is served by the module __getattr__ below (built on first use, so importing this module
+# does not import nni)
+__all__ = ["ALLOW_NNI_FORMAT_FLAG", "RawParameterChannel", "TrialRefused", "main", "receive_payload", "run"]  # noqa: F822
 
 _log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from torch import Tensor
 from ..architecture import Architecture, Lineage, Node, Step
 from ..errors import MorphismError
 
-__all__ = ["Morphism", "MorphismResult", "Site", "StateDict", "WeightTransform", "SYMMETRY_MODES", "check_noise_mode", "insert_after", "rewire", "symmetry_noise"]
+__all__ = ["Morphism", "MorphismResult", "Site", "StateDict", "WeightTransform", "SYMMETRY_MODES", "check_noise_mode",
+           "insert_after", "rewire", "symmetry_noise"]
 
 StateDict = Mapping[str, Tensor]
 Site = Mapping[str, Any]

@@ -15,9 +15,9 @@ batch, ``running_mean = m``, ``running_var = v``, ``beta = m``, ``gamma = sqrt(v
 that is the identity for any ``m, v``; in train mode, where BatchNorm normalises with the batch's own
 statistics, it is the identity on the calibration batch and close to it on any batch like it, and the
 running statistics stay put. ``m`` and ``v`` are therefore measured as training sees ``x``: with the
-network's BatchNorm layers on batch statistics (:func:`~nni_nas_ext.core.builder.activation_moments`). NNI's ``NetworkMorphism`` tuner uses ``gamma = 1, beta = 0, mean = 0,
-var = 1`` instead, which in train mode standardises ``x`` and so changes the function (shown in
-``tests/test_morphisms.py``).
+network's BatchNorm layers on batch statistics (:func:`~nni_nas_ext.core.builder.activation_moments`).
+NNI's ``NetworkMorphism`` tuner uses ``gamma = 1, beta = 0, mean = 0, var = 1`` instead, which in train mode
+standardises ``x`` and so changes the function (shown in ``tests/test_morphisms.py``).
 """
 
 from __future__ import annotations
