@@ -10,13 +10,13 @@ The ``nni.nas`` model spaces that wrap them live in :mod:`nni_nas_ext.nni`.
 
 from __future__ import annotations
 
-from .cnn_space import ConvStageNetwork, StageSpec, build_cnn_space_model, stages_of
+from .cnn_space import CnnSpaceConfig, ConvStageNetwork, StageSpec, build_cnn_space_model, stages_of
 from .mbconv_space import Choice, SuperNetSpace
 from .mbconv_supernet import MBConvSuperNet, MixedLayer, Mixer, remap_to_supernet, supernet_state_shapes
 from .seeds import SEEDS, create_seed, list_seeds, nash_seed, plain_cnn
 
 __all__ = [
-    "SEEDS", "Choice", "ConvStageNetwork", "MBConvSuperNet", "MixedLayer", "Mixer", "StageSpec", "SuperNetSpace",
-    "build_cnn_space_model", "create_seed", "list_seeds", "nash_seed", "plain_cnn", "remap_to_supernet",
-    "stages_of", "supernet_state_shapes",
+    "SEEDS", "Choice", "CnnSpaceConfig", "ConvStageNetwork", "MBConvSuperNet", "MixedLayer", "Mixer", "StageSpec",
+    "SuperNetSpace", "build_cnn_space_model", "create_seed", "list_seeds", "nash_seed", "plain_cnn",
+    "remap_to_supernet", "stages_of", "supernet_state_shapes",
 ]

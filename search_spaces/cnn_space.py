@@ -11,19 +11,24 @@ kernels and add skip connections. This space offers the same kind of networks as
 A sample has four keys per stage ``s``: ``stage{s}_depth``, ``stage{s}_width``, ``stage{s}_kernel`` and
 ``stage{s}_skip`` (``"no"``/``"yes"``; the shortcut is the identity when the widths match, else a 1x1 conv + BN,
 added after the stage's last ReLU). Pools are placed between stages while the resolution allows (a stage on a
-1x1 map gets none). :func:`build_cnn_space_model` builds the network of any sample; the ``nni.nas`` model space
-whose mutables draw the samples is :class:`nni_nas_ext.nni.baselines.cnn_space.ConvStageSpace`.
+1x1 map gets none). :class:`CnnSpaceConfig` holds the choices of each key (validated),
+:func:`build_cnn_space_model` builds the network of any sample; the ``nni.nas`` model space whose mutables draw
+the samples is :class:`nni_nas_ext.nni.baselines.cnn_space.ConvStageSpace`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-__all__ = ["STAGE_KEYS", "ConvStageNetwork", "StageSpec", "build_cnn_space_model", "labels", "stages_of"]
+from nni_nas_ext.core.config import Config, ConfigError, option
+
+__all__ = [
+    "STAGE_KEYS", "CnnSpaceConfig", "ConvStageNetwork", "StageSpec", "build_cnn_space_model", "labels", "stages_of",
+]
 
 #: The keys of one stage in a sample (the labels of its ``nni.nas`` mutables, after ``stage{s}_``), in order.
 STAGE_KEYS = ("depth", "width", "kernel", "skip")
@@ -32,6 +37,33 @@ STAGE_KEYS = ("depth", "width", "kernel", "skip")
 def labels(n_stages: int) -> list[str]:
     """The keys of a sample (the labels of a space's mutables): ``stage{s}_{depth|width|kernel|skip}`` per stage."""
     return [f"stage{s}_{key}" for s in range(n_stages) for key in STAGE_KEYS]
+
+
+@dataclass(frozen=True)
+class CnnSpaceConfig(Config):
+    """The choices of the space: per stage, its depths, widths, kernels and shortcut options (the ``classArgs``
+    of the NNI-strategy contestant; the ``nni.nas`` space is
+    :class:`nni_nas_ext.nni.baselines.cnn_space.ConvStageSpace`)."""
+
+    config_name: ClassVar[str] = "cnn_space"
+
+    n_stages: int = option(3, minimum=1, maximum=8,
+                           doc="conv stages with a 2x2 max pool between them (the NASH seed has 3)")
+    depths: tuple[int, ...] = option((1, 2, 3), minimum=1, maximum=64, non_empty=True, unique=True,
+                                     doc="choices of convs per stage (the NASH seed: 1; deepen adds more)")
+    widths: tuple[int, ...] = option((8, 16, 32, 64), minimum=1, maximum=4096, non_empty=True, unique=True,
+                                     doc="choices of channels per stage (NASH's widen grows widths)")
+    kernels: tuple[int, ...] = option((3, 5), minimum=1, maximum=15, non_empty=True, unique=True,
+                                      doc="choices of kernel size per stage, odd (NASH seed: 3; widen_kernel: 5)")
+    skip: tuple[str, ...] = option(("no", "yes"), choices=("no", "yes"), non_empty=True, unique=True,
+                                   doc="choices of a shortcut around each stage ('yes': NASH's add_skip kind)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        even = [k for k in self.kernels if k % 2 == 0]
+        if even:
+            raise ConfigError(f"cnn_space: every kernel must be odd (padding k // 2 keeps the resolution), but got "
+                              f"{list(self.kernels)} with {even}", key="kernels", value=list(self.kernels))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from _reporters import ListReporter
 from nni_nas_ext.core import build_module
 from nni_nas_ext.core.config import ConfigError
 from nni_nas_ext.nni.baselines import network_morphism_trial
-from nni_nas_ext.nni.baselines.cnn_space import CnnSpaceConfig, ConvStageSpace, train_cnn_sample
+from nni_nas_ext.nni.baselines.cnn_space import ConvStageSpace, train_cnn_sample
 from nni_nas_ext.nni.baselines.network_morphism import (
     NetworkMorphismClassArgsValidator, NetworkMorphismTuner, Numpy2BayesianOptimizer, build_network_morphism_model,
     check_fits, count_parameters,
@@ -30,7 +30,7 @@ from nni_nas_ext.nni.baselines.network_morphism import (
 from nni_nas_ext.nni.baselines.nni_strategies import build_nni_strategy_search, split_strategy_settings
 from nni_nas_ext.nni.tuners import TUNERS, NniStrategyTuner
 from nni_nas_ext.search_spaces import nash_seed
-from nni_nas_ext.search_spaces.cnn_space import build_cnn_space_model, labels, stages_of
+from nni_nas_ext.search_spaces.cnn_space import CnnSpaceConfig, build_cnn_space_model, labels, stages_of
 from nni_nas_ext.trial_code.datasets import load_dataset
 from nni_nas_ext.trial_code.trial import TaskConfig
 

@@ -23,45 +23,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import nni
 from nni.mutable import ensure_frozen
 from nni.nas.nn.pytorch import ModelSpace
 from torch import Tensor, nn
 
-from nni_nas_ext.core.config import Config, ConfigError, option
-from nni_nas_ext.search_spaces.cnn_space import STAGE_KEYS, build_cnn_space_model
+from nni_nas_ext.search_spaces.cnn_space import STAGE_KEYS, CnnSpaceConfig, build_cnn_space_model
 
-__all__ = ["CnnSpaceConfig", "ConvStageSpace", "make_cnn_evaluator", "train_cnn_sample"]
+__all__ = ["ConvStageSpace", "make_cnn_evaluator", "train_cnn_sample"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CnnSpaceConfig(Config):
-    """The choices of :class:`ConvStageSpace` (``classArgs`` of the NNI-strategy contestant)."""
-
-    config_name: ClassVar[str] = "cnn_space"
-
-    n_stages: int = option(3, minimum=1, maximum=8,
-                           doc="conv stages with a 2x2 max pool between them (the NASH seed has 3)")
-    depths: tuple[int, ...] = option((1, 2, 3), minimum=1, maximum=64, non_empty=True, unique=True,
-                                     doc="choices of convs per stage (the NASH seed: 1; deepen adds more)")
-    widths: tuple[int, ...] = option((8, 16, 32, 64), minimum=1, maximum=4096, non_empty=True, unique=True,
-                                     doc="choices of channels per stage (NASH's widen grows widths)")
-    kernels: tuple[int, ...] = option((3, 5), minimum=1, maximum=15, non_empty=True, unique=True,
-                                      doc="choices of kernel size per stage, odd (NASH seed: 3; widen_kernel: 5)")
-    skip: tuple[str, ...] = option(("no", "yes"), choices=("no", "yes"), non_empty=True, unique=True,
-                                   doc="choices of a shortcut around each stage ('yes': NASH's add_skip kind)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        even = [k for k in self.kernels if k % 2 == 0]
-        if even:
-            raise ConfigError(f"cnn_space: every kernel must be odd (padding k // 2 keeps the resolution), but got "
-                              f"{list(self.kernels)} with {even}", key="kernels", value=list(self.kernels))
 
 
 class ConvStageSpace(ModelSpace):

@@ -6,7 +6,7 @@ dispatcher bridge, which runs them under ``nnictl`` as it runs our searches. The
 typed configurations (``seed`` goes to both the strategy and the trials):
 
 * :class:`NniStrategyConfig` -- which NNI strategy, its parameters (NNI's names and defaults), epochs;
-* :class:`~.cnn_space.CnnSpaceConfig` -- the choices of the space;
+* :class:`~nni_nas_ext.search_spaces.cnn_space.CnnSpaceConfig` -- the choices of the space;
 * :class:`~nni_nas_ext.trial_code.trial.TaskConfig` -- the trials (dataset, split, lr, batch size, threads...),
   without the checkpoint keys (these trials keep no checkpoints).
 
@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
-
-from .cnn_space import CnnSpaceConfig
+from nni_nas_ext.search_spaces.cnn_space import CnnSpaceConfig
 
 __all__ = ["NNI_STRATEGIES", "NniStrategyConfig", "build_nni_strategy_search", "split_strategy_settings"]
 
