@@ -48,7 +48,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Optional, Union, cast
 
 import numpy as np
 
@@ -128,7 +128,7 @@ def nash_morphisms(config: NashConfig) -> list[Morphism]:
     """The configured operators, those that take a mode in ``config.morphism_mode``."""
     out = []
     for name in config.morphisms:
-        takes_mode = "mode" in {f.name for f in dataclasses.fields(MORPHISMS[name])}
+        takes_mode = "mode" in {f.name for f in dataclasses.fields(cast(Any, MORPHISMS[name]))}
         out.append(create_morphism(name, mode=config.morphism_mode) if takes_mode else create_morphism(name))
     return out
 
@@ -365,7 +365,7 @@ class HillClimbing(CandidateLedger):
             ids = self._propose_finals(self._incumbent)
         else:  # the same two trainings, from scratch
             winner, seed = self._candidates[self._incumbent], self._candidates[self._seed_id]
-            common = {"parent": None, "epochs": self.config.epochs_final, "train_on": "train+val",
+            common: dict[str, Any] = {"parent": None, "epochs": self.config.epochs_final, "train_on": "train+val",
                       "evaluate_test": True}
             ids = [self._propose(winner.architecture.with_lineage(None), role="final", **common).id,
                    self._propose(seed.architecture, role="seed_final", **common).id]

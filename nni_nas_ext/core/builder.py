@@ -130,9 +130,12 @@ def _functional_layer(arch: Architecture, node: Node, state: StateDict, xs: list
     def p(name: str) -> Tensor | None:
         return state.get(state_key(node.id, name))
 
+    def required(name: str) -> Tensor:  # a tensor every such layer has
+        return state[state_key(node.id, name)]
+
     x = xs[0]
     if node.op == "conv":
-        return F.conv2d(x, p("weight"), p("bias"), a["stride"], a["padding"], 1, a["groups"])
+        return F.conv2d(x, required("weight"), p("bias"), a["stride"], a["padding"], 1, a["groups"])
     if node.op == "bn":  # eps and momentum as nn.BatchNorm*d's defaults, which _make_layer uses
         if bn_train:  # batch statistics; no running statistics passed, so none is updated
             return F.batch_norm(x, None, None, p("weight"), p("bias"), True, 0.1, 1e-5)
@@ -146,7 +149,7 @@ def _functional_layer(arch: Architecture, node: Node, state: StateDict, xs: list
     if node.op == "gap":
         return x.mean(dim=(2, 3))
     if node.op == "linear":
-        return F.linear(x, p("weight"), p("bias"))
+        return F.linear(x, required("weight"), p("bias"))
     if node.op == "dropout":  # off, as in eval mode
         return x
     if node.op == "add":

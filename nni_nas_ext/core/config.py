@@ -190,7 +190,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _option_of(f: dataclasses.Field) -> _Option:  # type: ignore[type-arg]
+def _option_of(f: dataclasses.Field) -> _Option:
     return f.metadata.get(_META, _Option())
 
 

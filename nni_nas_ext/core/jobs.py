@@ -150,7 +150,7 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON; :meth:`from_dict` reads it back to an equal candidate. The early-stopping rule's keys
         appear only when it is set."""
-        out = {"id": self.id, "architecture": self.architecture.to_dict(), "parent": self.parent,
+        out: dict[str, Any] = {"id": self.id, "architecture": self.architecture.to_dict(), "parent": self.parent,
                "epochs": self.epochs, "train_on": self.train_on, "evaluate_test": self.evaluate_test,
                "role": self.role, "step": self.step}
         if self.stop_after is not None:

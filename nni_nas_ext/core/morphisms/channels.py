@@ -23,6 +23,7 @@ makes the morphism inapplicable there (:class:`NotApplicable` says why).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -115,18 +116,19 @@ def plan_channels(arch: Architecture, start: str, start_map: np.ndarray, *, gath
         ins = [plan.maps.get(i) for i in node.inputs]
         if all(m is None for m in ins):
             continue
+        first = cast(np.ndarray, ins[0])  # a one-input op's input is mapped here (else: continue above)
         op = node.op
         if op in _CHANNELWISE:
-            plan.maps[nid] = ins[0]
+            plan.maps[nid] = first
             if op == "bn":
-                plan.bns[nid] = ins[0]
+                plan.bns[nid] = first
         elif op == "conv" and node["groups"] == 1 or op == "linear":
-            plan.cols[nid] = ins[0]
+            plan.cols[nid] = first
         elif op == "conv":
             if not node["groups"] == node["out_channels"] == arch.in_channels(nid):
                 raise NotApplicable(f"{nid} is a grouped convolution (groups={node['groups']}): "
                                     "its groups would be split")
-            plan.maps[nid] = plan.rows[nid] = ins[0]
+            plan.maps[nid] = plan.rows[nid] = first
         elif op == "concat":
             parts, offset = [], 0
             for src, m in zip(node.inputs, ins):

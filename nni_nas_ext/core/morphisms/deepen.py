@@ -106,6 +106,7 @@ class Deepen(Morphism):
                 new[state_key(layer.id, "weight")] = torch.eye(channels, dtype=ref.dtype)
                 new[state_key(layer.id, "bias")] = torch.zeros(channels, dtype=ref.dtype)
                 return new
+            assert isinstance(kernel, int)  # checked above for a convolution, the only layer with a BatchNorm
             weight = torch.zeros(channels, channels, kernel, kernel, dtype=ref.dtype)
             weight[torch.arange(channels), torch.arange(channels), kernel // 2, kernel // 2] = 1.0
             new[state_key(layer.id, "weight")] = weight

@@ -16,7 +16,9 @@ with kernel and stride equal to the ratio brings it down.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +48,7 @@ class _Skip(Morphism):
     def candidates(self, arch: Architecture) -> list[Site]:
         endpoints = [nid for nid in arch.topological_order
                      if arch.node(nid).op in _ENDPOINTS and len(arch.shape(nid)) == 3]
-        out = []
+        out: list[Mapping[str, Any]] = []
         for target in endpoints:
             ancestors = arch.ancestors(target)
             direct = set(arch.node(target).inputs)
