@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from _bridge_helpers import final_metric, start_bridge, stop_bridge, trial_end
 from nni_nas_ext.nni.dispatcher import STATE_FILE_NAME, BridgeState, StateFileError, decode_state, encode_state
-from test_bridge_e2e import _metric, _start_bridge, _stop, _trial_end
 
 
 class _Exploit:
@@ -99,7 +99,7 @@ def test_resume_from_a_crafted_state_file_fails_visibly_and_runs_nothing(tmp_pat
     path = _state_file(tmp_path, strategy_state={"random_state": _pickle_tag(marker)})
     monkeypatch.setenv("NNI_CHECKPOINT_DIRECTORY", str(tmp_path))
     monkeypatch.setenv("NNI_MODE", "resume")
-    bridge, channel, thread = _start_bridge(monkeypatch)
+    bridge, channel, thread = start_bridge(monkeypatch)
     channel.push(CommandType.Initialize, {})
     thread.join(30)
     assert not thread.is_alive()
@@ -115,20 +115,20 @@ def test_metrics_and_ends_of_trials_the_search_did_not_create_are_ignored(tmp_pa
 
     monkeypatch.setenv("NNI_CHECKPOINT_DIRECTORY", str(tmp_path))
     monkeypatch.delenv("NNI_MODE", raising=False)
-    bridge, channel, thread = _start_bridge(monkeypatch)
+    bridge, channel, thread = start_bridge(monkeypatch)
     channel.push(CommandType.Initialize, {})
     channel.push(CommandType.RequestTrialJobs, 1)
     channel.wait_sent(CommandType.NewTrialJob, 1)
     # a customized trial: NNI gives it no parameter id; another claims an id the search never sent
-    channel.push(CommandType.ReportMetricData, {**_metric(0, "X", {"default": 0.9}), "parameter_id": None})
+    channel.push(CommandType.ReportMetricData, {**final_metric(0, "X", {"default": 0.9}), "parameter_id": None})
     channel.push(CommandType.TrialEnd, {"trial_job_id": "X", "event": "FAILED",
                                         "hyper_params": json.dumps({"parameter_id": None, "parameters": {}})})
-    channel.push(CommandType.ReportMetricData, _metric(41, "Y", {"default": 0.9}))
-    channel.push(CommandType.TrialEnd, _trial_end(41, "Y"))
+    channel.push(CommandType.ReportMetricData, final_metric(41, "Y", {"default": 0.9}))
+    channel.push(CommandType.TrialEnd, trial_end(41, "Y"))
     # then the search's own trial reports: still heard
-    channel.push(CommandType.ReportMetricData, _metric(0, "A", {"default": 0.5}))
-    channel.push(CommandType.TrialEnd, _trial_end(0, "A"))
-    _stop(channel, thread)
+    channel.push(CommandType.ReportMetricData, final_metric(0, "A", {"default": 0.5}))
+    channel.push(CommandType.TrialEnd, trial_end(0, "A"))
+    stop_bridge(channel, thread)
     records = json.loads((tmp_path / STATE_FILE_NAME).read_text())["trials"]
     assert set(records) == {"0"} and records["0"]["trial_job_id"] == "A" and records["0"]["status"] == "finished"
     # (NNI's Random keeps no reference to its models, so NNI's engine may drop even the genuine result; the

@@ -145,7 +145,7 @@ def _link_tree(src: Path, dst: Path) -> None:
 @pytest.mark.e2e
 def test_patched_nni_gives_every_trial_its_own_parameter(tmp_path: Path) -> None:
     from nnictl_harness import NAS_TRIAL_COMMAND, NnictlExperiment, decode_metric, experiment_config
-    from test_bridge_e2e import TESTS_DIR, TINY_TUNER
+    from _bridge_helpers import TESTS_DIR, TINY_TUNER
 
     installed_sha = _sha(INSTALLED)
     site = tmp_path / "site"

@@ -121,7 +121,7 @@ def test_the_rest_api_listens_where_asked(tmp_path: Path) -> None:
     _require_bind_patch()
     config = experiment_config(tmp_path, name="bind-e2e", trial_code_directory=TESTS_DIR, max_trial_number=1,
                                trial_command=NAS_TRIAL_COMMAND,
-                               tuner={"codeDirectory": str(TESTS_DIR), "className": "test_bridge_e2e.TinyBridge",
+                               tuner={"codeDirectory": str(TESTS_DIR), "className": "_bridge_helpers.TinyBridge",
                                       "classArgs": {"strategy": "random", "seed": 0}})
     with NnictlExperiment.create(config, tmp_path, env={"NNI_NAS_EXT_HOST": "0.0.0.0"}) as exp:
         assert _listening_addresses(exp.port) == {"0.0.0.0"}
