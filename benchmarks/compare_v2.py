@@ -64,6 +64,7 @@ from harness.trials import aggregate, best_so_far, best_trial, format_mean_std, 
 from nni_nas_ext.atomic import atomic_write
 from nni_nas_ext.core.config import ConfigError, option, parse_config
 from nni_nas_ext.core.errors import unknown_name
+from nni_nas_ext.registry import search_of_contestant
 
 RESULTS_FORMAT = "nni-nas-ext-compare-v2"
 RESULTS_VERSION = 1
@@ -93,21 +94,27 @@ def _nash(seed: int, s: SettingsV2, **extra: Any) -> dict[str, Any]:
     args = {**_NASH_ASYNC, "epochs_seed": s.candidate_seed_epochs, "epochs_neighbour": s.epochs,
             "epochs_final": s.final_epochs, **task_args(seed, s), **seed_net_args(s), **extra}
     name = "nash_scratch" if extra else "nash"
-    return experiment_config(name, seed, s, "nni_nas_ext.nni.tuners.NashAsyncTuner", args)
+    return experiment_config(name, seed, s, search_of_contestant("compare_v2", name).class_name, args)
 
 
-def _search_budget(name: str, config: dict[str, Any], s: SettingsV2) -> dict[str, Any]:
-    config["maxExperimentDuration"] = f"{search_seconds(name, s)}s"
+def _nni(name: str, seed: int, s: SettingsV2, **extra: Any) -> dict[str, Any]:
+    config = nni_strategy_config(name, seed, s, script="compare_v2", **extra)
+    config["maxExperimentDuration"] = f"{search_seconds(name, s)}s"  # the budget less the final window
     return config
 
+
+#: The contestants that are not a search of the registry of searches (``search_of_contestant("compare_v2", ...)``
+#: gives the tuner of the others), with the reason.
+NOT_SEARCHES: Mapping[str, str] = {
+    "seed_only": "no search: the NASH seed trained from scratch on train+val for the whole budget (no experiment)",
+}
 
 #: Every contestant of protocol v2: name -> (seed, settings) -> nnictl config, or None (no experiment).
 CONTESTANTS: dict[str, Callable[[int, SettingsV2], dict[str, Any] | None]] = {
     "nash": lambda seed, s: _nash(seed, s),
     "nash_scratch": lambda seed, s: _nash(seed, s, inherit_weights=False),
-    "nni_regularized_evolution": lambda seed, s: _search_budget("nni_regularized_evolution", nni_strategy_config(
-        "nni_regularized_evolution", "regularized_evolution", seed, s, **REGULARIZED_EVOLUTION), s),
-    "nni_random": lambda seed, s: _search_budget("nni_random", nni_strategy_config("nni_random", "random", seed, s), s),
+    "nni_regularized_evolution": lambda seed, s: _nni("nni_regularized_evolution", seed, s, **REGULARIZED_EVOLUTION),
+    "nni_random": lambda seed, s: _nni("nni_random", seed, s),
     "seed_only": lambda seed, s: None,
 }
 

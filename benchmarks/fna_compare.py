@@ -33,6 +33,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The contestants of this comparison: ``fna``, the registry of searches' search of that contestant (its strategy class
+#: is the registry's; the baselines (a) and (b) are jobs of that search), and those of :data:`NOT_SEARCHES`.
+CONTESTANTS = ("fna", "nni_random_mbconv")
+#: The contestants that are not a search of the registry, with the reason.
+NOT_SEARCHES = {
+    "nni_random_mbconv": "(c): NNI's Random strategy over FNA's MBConv space, run in this process by nni.nas's "
+                         "sequential engine for as many samples as fit in FNA's CPU time; not the registry's "
+                         "nni_random, which searches the CNN-stage space through nnictl",
+}
+
 
 class _Reporter:
     def __init__(self) -> None:
@@ -47,11 +57,11 @@ class _Reporter:
 
 def run_fna(settings: dict[str, Any], checkpoint_dir: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     from nni_nas_ext.nni.fna import split_fna_settings
-    from nni_nas_ext.strategies.fna import FnaPipeline
+    from nni_nas_ext.registry import resolve, search_of_contestant
     from nni_nas_ext.trial_code.fna_trial import run_fna_job
 
     fna, task, adaptation = split_fna_settings({**settings, "baselines": True, "checkpoint_dir": str(checkpoint_dir)})
-    pipeline = FnaPipeline(fna)
+    pipeline = resolve(search_of_contestant("fna_compare", "fna").strategy)(fna)  # FnaPipeline
     results: dict[str, dict[str, Any]] = {}
     while not pipeline.finished:
         for job in pipeline.ask():

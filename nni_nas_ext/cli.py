@@ -13,6 +13,8 @@ Commands
 ``follow``  follow an experiment that is already running (``--port``).
 ``summary`` print the summary of an experiment (``--port``) that is running or done (``nnictl view``).
 ``export``  export the winner of an experiment (``--port``), or any checkpoint (``--checkpoint``).
+``searches`` list the registry of searches (:mod:`nni_nas_ext.registry`); with a name, that search's settings
+            (an unknown name: the close matches, exit 2).
 """
 
 from __future__ import annotations
@@ -405,6 +407,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return _finish(args.port, args.out)
 
 
+def _cmd_searches(args: argparse.Namespace) -> int:
+    from .search_listing import search_settings_table, searches_table
+
+    try:
+        lines = searches_table() if args.name is None else search_settings_table(args.name)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
 _EXAMPLES = """\
 examples:
   python -m nni_nas_ext setup                          # once per environment (what `make venv` runs)
@@ -413,6 +427,7 @@ examples:
   python -m nni_nas_ext follow --port 8080             # watch a search started elsewhere
   python -m nni_nas_ext summary --port 8080 --json | head -c 400
   python -m nni_nas_ext export --checkpoint <experiment folder>/checkpoints/<candidate>.pt --out winner
+  python -m nni_nas_ext searches nash                  # a search's tuner and settings (no name: all searches)
 """
 
 
@@ -459,12 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--json", action="store_true", help="also print the summary as JSON (for scripts)")
     exp = command("export", "export the winner of an experiment (--port) or any checkpoint (--checkpoint) "
                             "as architecture.json, state_dict.pt, model.torchscript.pt and export.json",
-                  "python -m nni_nas_ext export --checkpoint <experiment folder>/checkpoints/<candidate>.pt --out winner")
+                  "python -m nni_nas_ext export --checkpoint <experiment folder>/checkpoints/<candidate>.pt "
+                  "--out winner")
     port(exp, "whose winner to export (ignored with --checkpoint)")
     exp.add_argument("--checkpoint", default=None, metavar="FILE",
                      help="export this checkpoint (a <candidate>.pt file of a search's checkpoint folder) instead")
     exp.add_argument("--out", default=None, metavar="DIR",
                      help="the export folder (default: ./export with --checkpoint, else <experiment folder>/export)")
+    sea = command("searches", "list the searches (name, tuner, ours or NNI's, benchmark contestants, title), or "
+                              "show one search's tuner and settings", "python -m nni_nas_ext searches nash")
+    sea.add_argument("name", nargs="?", default=None, help="the search to show (default: list them all)")
     return parser
 
 
@@ -472,5 +491,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"setup": _cmd_setup, "run": _cmd_run, "follow": _cmd_follow, "summary": _cmd_summary,
-               "export": _cmd_export}[args.command]
+               "export": _cmd_export, "searches": _cmd_searches}[args.command]
     return handler(args)

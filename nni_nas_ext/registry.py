@@ -70,6 +70,12 @@ class Search:
         """Whether the strategy is one of ours (pure, in ``nni_nas_ext.strategies``) rather than NNI's."""
         return self.strategy is not None
 
+    @property
+    def class_name(self) -> str:
+        """The bridge as an nnictl config names it without registering (``tuner: {className: ...}``)."""
+        module, _, attr = self.bridge.partition(":")
+        return f"{module}.{attr}"
+
     def references(self) -> tuple[str, ...]:
         """Every ``"module:Class"`` this entry names."""
         refs = (self.bridge, self.validator, self.settings, self.strategy)
@@ -147,13 +153,16 @@ def get_search(name: str) -> Search:
 
 def search_of_tuner(tuner: str, class_args: Mapping[str, Any] | None = None) -> Search:
     """The search an nnictl tuner name (and, for a shared tuner, its selecting ``classArgs``) runs."""
-    found = [s for s in SEARCHES.values() if s.tuner == tuner
-             and all((class_args or {}).get(k) == v for k, v in s.class_args.items())]
-    if not found:
+    runs = [s for s in SEARCHES.values() if s.tuner == tuner]
+    if not runs:
         raise _unknown("tuner", tuner, sorted({s.tuner for s in SEARCHES.values()}))
-    if len(found) > 1:
-        raise ValueError(f"tuner {tuner!r} runs {[s.name for s in found]}: the classArgs "
-                         f"{sorted({k for s in found for k in s.class_args})} choose one")
+    given = class_args or {}
+    found = [s for s in runs if all(given.get(k) == v for k, v in s.class_args.items())]
+    if len(found) != 1:
+        keys = sorted({k for s in runs for k in s.class_args})
+        choices = "; ".join(f"{s.name}: {dict(s.class_args)}" for s in runs)
+        raise ValueError(f"tuner {tuner!r} runs {[s.name for s in runs]}: the classArgs {keys} choose one "
+                         f"({choices}), but got {({k: given.get(k) for k in keys})}")
     return found[0]
 
 

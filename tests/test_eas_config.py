@@ -57,9 +57,9 @@ def test_config_keys_do_not_collide_with_the_trial_and_seed_settings() -> None:
 
 
 def test_registry_entries_follow_the_strategy_protocol() -> None:
-    from nni_nas_ext.strategies import STRATEGIES
+    from nni_nas_ext.strategies import list_strategies, strategy_classes
 
-    eas_strategies = {k: v for k, v in STRATEGIES.items() if k in ("eas", "net2net_random")}
+    eas_strategies = {k: strategy_classes(k) for k in list_strategies() if k in ("eas", "net2net_random")}
     assert len(eas_strategies) == 2
     for name, (config_cls, strategy_cls) in eas_strategies.items():
         assert config_cls is EasConfig

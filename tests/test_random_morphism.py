@@ -11,7 +11,7 @@ import pytest
 from nni_nas_ext.core import replay
 from nni_nas_ext.core.config import ConfigError, parse_config
 from nni_nas_ext.core.jobs import Candidate
-from nni_nas_ext.strategies import STRATEGIES, RandomMorphismConfig, RandomMorphismSearch, create_strategy
+from nni_nas_ext.strategies import RandomMorphismConfig, RandomMorphismSearch, create_strategy, strategy_classes
 
 from test_nash import SEED_ARCH, drive, fake_accuracy, fake_result
 
@@ -23,7 +23,7 @@ def search(**overrides: Any) -> RandomMorphismSearch:
 
 
 def test_registered_under_its_name() -> None:
-    assert STRATEGIES["random_morphism"] == (RandomMorphismConfig, RandomMorphismSearch)
+    assert strategy_classes("random_morphism") == (RandomMorphismConfig, RandomMorphismSearch)
     assert isinstance(create_strategy("random_morphism", SEED_ARCH, SMALL), RandomMorphismSearch)
 
 

@@ -2,7 +2,10 @@
 
 Every contestant is a function ``(seed, settings) -> nnictl experiment config`` in :data:`CONTESTANTS`; all
 share the task settings of :func:`task_args`, the budget as ``maxExperimentDuration`` and NNI's local
-training service. :func:`contestant_problem` says why a contestant cannot run on this machine.
+training service. The tuner of a contestant that runs a search is the registry of searches' (its ``className``
+and the ``classArgs`` that select it: :func:`nni_nas_ext.registry.search_of_contestant` with script
+``"compare"``); the contestants that are not searches are :data:`NOT_SEARCHES`, with the reason.
+:func:`contestant_problem` says why a contestant cannot run on this machine.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from _nnictl import lean_trial_command, nas_trial_command, venv_python
+
+from nni_nas_ext.registry import search_of_contestant
 
 from . import ROOT
 from .retrain import load_data
@@ -75,8 +80,8 @@ _RANDOM_MORPHISM = {"max_morphisms": 9, "n_samples": 1_000_000, "morphisms": _NA
 def _nash(seed: int, s: Settings, **extra: Any) -> dict[str, Any]:
     args = {**_NASH, "epochs_seed": s.candidate_seed_epochs, "epochs_neighbour": s.epochs,
             "epochs_final": s.final_epochs, **task_args(seed, s), **seed_net_args(s), **extra}
-    return experiment_config("nash" if not extra else "nash_scratch", seed, s, "nni_nas_ext.nni.tuners.NashTuner",
-                             args)
+    name = "nash" if not extra else "nash_scratch"
+    return experiment_config(name, seed, s, search_of_contestant("compare", name).class_name, args)
 
 
 def nash(seed: int, s: Settings) -> dict[str, Any]:
@@ -96,12 +101,12 @@ def _eas_args(seed: int, s: Settings) -> dict[str, Any]:
 
 def eas(seed: int, s: Settings) -> dict[str, Any]:
     """EAS: the REINFORCE meta-controller over Net2Net actions (ours)."""
-    return experiment_config("eas", seed, s, "nni_nas_ext.nni.tuners.EasTuner", _eas_args(seed, s))
+    return experiment_config("eas", seed, s, search_of_contestant("compare", "eas").class_name, _eas_args(seed, s))
 
 
 def net2net_random(seed: int, s: Settings) -> dict[str, Any]:
     """EAS's episodes with uniformly random Net2Net actions (EAS's baseline)."""
-    return experiment_config("net2net_random", seed, s, "nni_nas_ext.nni.tuners.Net2NetRandomTuner",
+    return experiment_config("net2net_random", seed, s, search_of_contestant("compare", "net2net_random").class_name,
                              _eas_args(seed, s))
 
 
@@ -109,7 +114,8 @@ def random_morphism(seed: int, s: Settings) -> dict[str, Any]:
     """Random architectures of the morphism space, each trained from scratch (NASH's own baseline)."""
     args = {**_RANDOM_MORPHISM, "epochs": s.epochs, "epochs_final": s.final_epochs, "max_in_flight": s.concurrency,
             **task_args(seed, s), **seed_net_args(s)}
-    return experiment_config("random_morphism", seed, s, "nni_nas_ext.nni.tuners.RandomMorphismTuner", args)
+    return experiment_config("random_morphism", seed, s, search_of_contestant("compare", "random_morphism").class_name,
+                             args)
 
 
 def nni_network_morphism(seed: int, s: Settings) -> dict[str, Any]:
@@ -124,11 +130,12 @@ def nni_network_morphism(seed: int, s: Settings) -> dict[str, Any]:
                              trial_command=trial)
 
 
-def nni_strategy_config(name: str, strategy: str, seed: int, s: Settings, **extra: Any) -> dict[str, Any]:
-    """One of NNI's strategies (``strategy``, its ``extra`` arguments) through ``NniStrategyTuner``, NNI's trials."""
-    args = {"strategy": strategy, "epochs": s.epochs, **extra, **task_args(seed, s)}
-    return experiment_config(name, seed, s, "nni_nas_ext.nni.tuners.NniStrategyTuner", args,
-                             trial_command=nas_trial_command())
+def nni_strategy_config(name: str, seed: int, s: Settings, *, script: str = "compare", **extra: Any) -> dict[str, Any]:
+    """One of NNI's strategies, the registry's search of contestant ``name`` of benchmark ``script``, through its
+    tuner (``NniStrategyTuner``, the ``classArgs`` that select the strategy, its ``extra`` arguments), NNI's trials."""
+    search = search_of_contestant(script, name)
+    args = {**search.class_args, "epochs": s.epochs, **extra, **task_args(seed, s)}
+    return experiment_config(name, seed, s, search.class_name, args, trial_command=nas_trial_command())
 
 
 #: RegularizedEvolution's population and tournament, scaled to the tens of trials a CPU budget trains (NNI's
@@ -138,14 +145,20 @@ REGULARIZED_EVOLUTION = {"population_size": 10, "sample_size": 3}
 
 def nni_regularized_evolution(seed: int, s: Settings) -> dict[str, Any]:
     """NNI's RegularizedEvolution strategy over our comparable ``nni.nas`` CNN space."""
-    return nni_strategy_config("nni_regularized_evolution", "regularized_evolution", seed, s,
-                               **REGULARIZED_EVOLUTION)
+    return nni_strategy_config("nni_regularized_evolution", seed, s, **REGULARIZED_EVOLUTION)
 
 
 def nni_random(seed: int, s: Settings) -> dict[str, Any]:
     """NNI's Random strategy over our comparable ``nni.nas`` CNN space."""
-    return nni_strategy_config("nni_random", "random", seed, s)
+    return nni_strategy_config("nni_random", seed, s)
 
+
+#: The contestants that are not a search of the registry of searches, with the reason.
+NOT_SEARCHES: Mapping[str, str] = {
+    "nni_network_morphism": "NNI's NetworkMorphism tuner (Auto-Keras, Jin et al. 2019): one of NNI's HPO tuners, "
+                            "run by nnictl with script trials (nni_nas_ext/nni/baselines/network_morphism.py), not a "
+                            "search of the registry",
+}
 
 #: Every contestant: name -> function(seed, settings) -> nnictl experiment config. A literal dict.
 CONTESTANTS: dict[str, Callable[[int, Settings], dict[str, Any]]] = {

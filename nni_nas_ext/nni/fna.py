@@ -34,7 +34,8 @@ from typing import Any
 
 from .dispatcher import BridgeClassArgsValidator, StrategyBridge
 
-__all__ = ["FnaClassArgsValidator", "FnaTuner", "build_fna", "fna_settings", "split_fna_settings"]
+__all__ = ["FnaClassArgsValidator", "FnaTuner", "build_fna", "check_seed_checkpoint", "fna_settings",
+           "split_fna_settings"]
 
 #: AdaptationConfig keys that classArgs do not set directly (``epochs`` is ``epochs_adapt``).
 _ADAPTATION_EXCLUDED = frozenset({"epochs"})
@@ -101,7 +102,8 @@ def fna_settings() -> list[tuple[str, str, str, str, str]]:
     return rows  # type: ignore[return-value]
 
 
-def _check_seed_checkpoint(path: str, input_size: int) -> None:
+def check_seed_checkpoint(path: str, input_size: int) -> None:
+    """Refuse a ``seed_checkpoint`` that is not a file or that FNA's seed loader cannot use, naming the key."""
     from nni_nas_ext.core.config import ConfigError
     from nni_nas_ext.trial_code.fna_trial import load_seed_checkpoint
 
@@ -144,7 +146,7 @@ def build_fna(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
     if fna.seed_checkpoint is None:
         load_dataset(task.dataset_spec("source"))
     else:
-        _check_seed_checkpoint(fna.seed_checkpoint, target.input_shape[1])
+        check_seed_checkpoint(fna.seed_checkpoint, target.input_shape[1])
     adaptation_args = {k: v for k, v in adaptation.to_dict().items() if k not in _ADAPTATION_EXCLUDED}
     return FnaModelSpace(), make_fna_evaluator(task.to_dict(), adaptation_args), MorphismStrategy(FnaPipeline(fna))
 

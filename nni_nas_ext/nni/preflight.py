@@ -7,9 +7,10 @@ be checked on this machine is checked here first, in this order, and the first p
 
 1. the file is YAML, its top level a mapping, ``tuner`` a mapping, ``tuner.classArgs`` a mapping;
 2. NNI's own experiment schema (``nni.experiment.config.ExperimentConfig``: unknown fields, types);
-3. a tuner of ours (:data:`nni_nas_ext.nni.tuners.TUNERS`, by ``name`` or ``className``; a name or class
-   close to one of ours is refused with the match) has valid ``classArgs``: its own validator (unknown keys
-   with close matches, types, ranges, NaN/inf, empty lists);
+3. a tuner of ours (:data:`nni_nas_ext.nni.tuners.TUNERS`, the tuners of the registry of searches
+   :data:`nni_nas_ext.registry.SEARCHES`, by ``name`` or ``className``; a name or class close to one of ours is
+   refused with the match) has valid ``classArgs``: its own validator (unknown keys with close matches, types,
+   ranges, NaN/inf, empty lists);
 4. with ``resources=True``: the datasets the search needs exist and load (the same
    :func:`~nni_nas_ext.trial_code.datasets.load_dataset` the dispatcher calls), FNA's ``seed_checkpoint``
    loads, and ``checkpoint_dir`` is a folder this user can write or create and not a system folder
@@ -193,11 +194,11 @@ def _check_resources(config: Path, needs: _Needs) -> None:
             raise PreflightError(f"{config}: tuner.classArgs: {key}={spec.name!r} ({root_key}={spec.root!r}) "
                                  f"cannot be loaded: {type(exc).__name__}: {exc}") from None
     if needs.seed_checkpoint is not None:
-        from .fna import _check_seed_checkpoint
+        from .fna import check_seed_checkpoint
 
         target = loaded[needs.datasets[0][2]]
         try:
-            _check_seed_checkpoint(needs.seed_checkpoint, target.input_shape[1])
+            check_seed_checkpoint(needs.seed_checkpoint, target.input_shape[1])
         except ValueError as exc:
             raise PreflightError(f"{config}: tuner.classArgs: {exc}") from None
 

@@ -1,15 +1,15 @@
 """Our searches wired into NNI by name: settings, model space, evaluator, strategy.
 
-:func:`build_search` turns a strategy name (:data:`nni_nas_ext.strategies.STRATEGIES`) and one flat mapping of
-settings (NNI's ``classArgs``, or keyword arguments in a notebook) into the three things ``nni.nas`` needs;
-:func:`build_nash` is it for NASH. The keys are those of three typed configurations (a key that two of them
-share, ``seed``, goes to both):
+:func:`build_search` turns a strategy name (one of :func:`nni_nas_ext.strategies.list_strategies`: our searches
+of the registry :data:`nni_nas_ext.registry.SEARCHES`) and one flat mapping of settings (NNI's ``classArgs``, or
+keyword arguments in a notebook) into the three things ``nni.nas`` needs; :func:`build_nash` is it for NASH. The
+keys are those of three typed configurations (a key that two of them share, ``seed``, goes to both):
 
 * the strategy's configuration, e.g. :class:`~nni_nas_ext.strategies.nash.NashConfig` (steps, neighbours...);
 * :class:`~nni_nas_ext.trial_code.trial.TaskConfig` -- the trials (dataset, optimiser, checkpoints...);
 * :class:`SeedConfig` -- the seed network.
 
-An unknown key, a wrong type or an out-of-range value raises :class:`~nni_nas_ext.strategies.config.ConfigError`
+An unknown key, a wrong type or an out-of-range value raises :class:`~nni_nas_ext.core.config.ConfigError`
 naming the key, the value and what is allowed, before anything runs.
 """
 
@@ -23,9 +23,8 @@ from typing import Any, ClassVar
 
 from nni_nas_ext.core import Architecture
 from nni_nas_ext.core.config import Config, ConfigError, describe_config, option, parse_config
-from nni_nas_ext.core.errors import unknown_name
 from nni_nas_ext.search_spaces import create_seed
-from nni_nas_ext.strategies import STRATEGIES
+from nni_nas_ext.strategies import strategy_classes
 
 __all__ = ["SeedConfig", "build_nash", "build_search", "search_settings", "split_settings"]
 
@@ -63,16 +62,10 @@ def _task_config() -> type[Config]:
     return TaskConfig
 
 
-def _strategy(name: str) -> tuple[type[Config], type[Any]]:
-    if name not in STRATEGIES:
-        raise ValueError(unknown_name("strategy", name, list(STRATEGIES)))
-    return STRATEGIES[name]
-
-
 def split_settings(settings: Mapping[str, Any] | None, strategy: str = "nash") -> tuple[Config, Config, SeedConfig]:
     """Validate a flat mapping of settings into (strategy, task, seed) configurations."""
     settings = dict(settings or {})
-    classes = (_strategy(strategy)[0], _task_config(), SeedConfig)
+    classes = (strategy_classes(strategy)[0], _task_config(), SeedConfig)
     owners: dict[str, list[type]] = {}
     for cls in classes:
         for f in dataclasses.fields(cls):
@@ -93,7 +86,7 @@ def split_settings(settings: Mapping[str, Any] | None, strategy: str = "nash") -
 
 def search_settings(strategy: str = "nash") -> list[tuple[str, str, str, str, str]]:
     """Every setting as (name, type, default, range, doc), for the README and ``--help``."""
-    classes = (_strategy(strategy)[0], _task_config(), SeedConfig)
+    classes = (strategy_classes(strategy)[0], _task_config(), SeedConfig)
     return [tuple(row) for cls in classes for row in describe_config(cls)]  # type: ignore[misc]
 
 
@@ -113,7 +106,7 @@ def build_search(strategy: str, settings: Mapping[str, Any] | None) -> tuple[Any
     _check_checkpoint_dir(task.checkpoint_dir)  # type: ignore[attr-defined]
     data = load_dataset(task.dataset_spec())  # type: ignore[attr-defined]
     seed = seed_config.build(data.input_shape, data.num_classes)
-    search = _strategy(strategy)[1](seed, config)
+    search = strategy_classes(strategy)[1](seed, config)
     return MorphismModelSpace(seed), make_evaluator(task.to_dict()), MorphismStrategy(search)
 
 

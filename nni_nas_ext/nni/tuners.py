@@ -8,6 +8,9 @@
       className: nni_nas_ext.nni.tuners.NashTuner
       classArgs: {...}
 
+The registry of searches (:data:`nni_nas_ext.registry.SEARCHES`) says which tuner runs which search; :data:`TUNERS`
+is read from it.
+
 Import-light: nnictl's dispatcher imports this module and must connect to the manager within 10 s.
 """
 
@@ -15,15 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from nni_nas_ext.registry import SEARCHES, resolve
+
 from .dispatcher import BridgeClassArgsValidator, StrategyBridge
-from .fna import FnaClassArgsValidator, FnaTuner
 
 __all__ = [
-    "TUNERS", "EasClassArgsValidator", "EasTuner", "NashAsyncClassArgsValidator", "NashAsyncTuner", "NashClassArgsValidator",
-    "NashTuner",
-    "Net2NetRandomClassArgsValidator", "Net2NetRandomTuner", "NniStrategyClassArgsValidator", "NniStrategyTuner",
-    "RandomMorphismClassArgsValidator", "RandomMorphismTuner", "SearchClassArgsValidator", "SearchTuner",
-    "register_all",
+    "TUNERS", "EasClassArgsValidator", "EasTuner", "NashAsyncClassArgsValidator", "NashAsyncTuner",
+    "NashClassArgsValidator", "NashTuner", "Net2NetRandomClassArgsValidator", "Net2NetRandomTuner",
+    "NniStrategyClassArgsValidator", "NniStrategyTuner", "RandomMorphismClassArgsValidator", "RandomMorphismTuner",
+    "SearchClassArgsValidator", "SearchTuner", "register_all",
 ]
 
 
@@ -39,7 +42,7 @@ class SearchClassArgsValidator(BridgeClassArgsValidator):
 
 
 class SearchTuner(StrategyBridge):
-    """A bridge that runs the search named :attr:`search_name` (:data:`nni_nas_ext.strategies.STRATEGIES`).
+    """A bridge that runs our search named :attr:`search_name` (:func:`nni_nas_ext.strategies.list_strategies`).
 
     (Not ``strategy``: the bridge keeps the ``nni.nas`` strategy it hosts under that name.)
     """
@@ -132,16 +135,18 @@ class NniStrategyTuner(StrategyBridge):
         return build_nni_strategy_search(class_args)
 
 
-#: builtin name -> (bridge class, classArgs validator), registered by ``python -m nni_nas_ext setup``.
-TUNERS: dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]] = {
-    "NashHillClimbing": (NashTuner, NashClassArgsValidator),
-    "NashAsync": (NashAsyncTuner, NashAsyncClassArgsValidator),
-    "EAS": (EasTuner, EasClassArgsValidator),
-    "Net2NetRandom": (Net2NetRandomTuner, Net2NetRandomClassArgsValidator),
-    "RandomMorphism": (RandomMorphismTuner, RandomMorphismClassArgsValidator),
-    "NniNasStrategy": (NniStrategyTuner, NniStrategyClassArgsValidator),
-    "FNA": (FnaTuner, FnaClassArgsValidator),
-}
+def _tuners_of_registry() -> dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]]:
+    """Each tuner of the registry of searches once (NNI's strategies share one), in the registry's order."""
+    tuners: dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]] = {}
+    for search in SEARCHES.values():
+        if search.tuner not in tuners:  # this module's classes and nni.fna's (import-light too)
+            tuners[search.tuner] = (resolve(search.bridge), resolve(search.validator))
+    return tuners
+
+
+#: builtin name -> (bridge class, classArgs validator), read from the registry of searches; registered by
+#: ``python -m nni_nas_ext setup``.
+TUNERS: dict[str, tuple[type[StrategyBridge], type[BridgeClassArgsValidator]]] = _tuners_of_registry()
 
 
 def register_all() -> list[str]:
