@@ -20,6 +20,7 @@ Exit status 0 when every selected check passes, 1 otherwise (each check's own ou
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -61,7 +62,9 @@ def tool(name: str) -> str:
 def run(title: str, argv: list[str], cwd: Path) -> bool:
     started = time.monotonic()
     print(f">> {title}", flush=True)
-    done = subprocess.run(argv, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # import-linter prints through rich, which wraps at 80 columns when not on a terminal: wide lines instead
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run(argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = done.stdout
     if title.startswith("imports"):  # import-linter's banner is ASCII art: keep only the report
         out = out[out.find("Contracts"):] if "Contracts" in out else out

@@ -157,8 +157,10 @@ CASES: list[tuple[str, str, Edit, tuple[str, ...]]] = [
      ("dataset='cifar10'", "dataset_root='/nonexistent'", "DatasetError", "remedy")),
     ("dataset-empty-folder", "nash", _args(dataset="imagefolder", dataset_root=_empty_folder),
      ("dataset='imagefolder'", "no-images", "DatasetError")),
-    ("dataset-needs-root", "nash", _args(dataset="cifar10"), ("dataset='cifar10' with dataset_root=None", "needs root", "dataset_root")),
-    ("dataset-takes-no-root", "nash", _args(dataset_root="/tmp"), ("dataset='digits' with dataset_root='/tmp'", "takes no root")),
+    ("dataset-needs-root", "nash", _args(dataset="cifar10"),
+     ("dataset='cifar10' with dataset_root=None", "needs root", "dataset_root")),
+    ("dataset-takes-no-root", "nash", _args(dataset_root="/tmp"),
+     ("dataset='digits' with dataset_root='/tmp'", "takes no root")),
     # ---- checkpoint_dir -----------------------------------------------------------------------------------
     ("checkpoint-relative", "nash", _args(checkpoint_dir="checkpoints"),
      ("checkpoint_dir must be an absolute path", "'checkpoints'", "e.g.")),

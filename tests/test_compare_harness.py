@@ -173,7 +173,8 @@ def test_every_contestant_gets_the_same_task_and_budget() -> None:
         args = config["tuner"]["classArgs"]
         if name == "nni_network_morphism":  # a script trial: the task is on its command line
             words = config["trialCommand"].split()
-            given = {words[i][2:].replace("-", "_"): words[i + 1] for i in range(len(words)) if words[i].startswith("--")}
+            given = {words[i][2:].replace("-", "_"): words[i + 1]
+                     for i in range(len(words)) if words[i].startswith("--")}
             assert {k: str(v) for k, v in shared.items()} == {k: given[k] for k in shared}
             assert given["epochs"] == "3" and args["input_width"] == 8 and args["n_output_node"] == 10
         else:
@@ -320,7 +321,7 @@ def _port_open(port: int) -> bool:
 @pytest.mark.e2e
 def test_compare_two_contestants_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "benchmarks" / "py"), "--contestants", "nash,net2net_random",
+    command = [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--contestants", "nash,net2net_random",
                "--minutes", "0.75", "--seeds", "0", "--dataset", "digits", "--epochs", "1", "--final-epochs", "2",
                "--final-threads", "2", "--seed-widths", "4", "8", "8", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
