@@ -68,7 +68,7 @@ from nni_nas_ext.registry import search_of_contestant
 
 RESULTS_FORMAT = "nni-nas-ext-compare-v2"
 RESULTS_VERSION = 1
-OWN_FINAL = frozenset({"nash", "nash_scratch"})
+OWN_FINAL = frozenset({"nash", "nash_scratch", "nash_no_final_seed"})
 _PROBE_PARTS = 10  # the probe trains on 1/10 of train+val for one epoch
 _SAFETY = 1.1
 
@@ -90,10 +90,9 @@ _NASH_ASYNC = {"n_steps": 10_000, "n_neighbours": 3, "n_morphisms": 3,
                "morphisms": ["deepen", "widen", "add_skip", "concat_skip"], "morphism_mode": "exact"}
 
 
-def _nash(seed: int, s: SettingsV2, **extra: Any) -> dict[str, Any]:
+def _nash(seed: int, s: SettingsV2, name: str = "nash", **extra: Any) -> dict[str, Any]:
     args = {**_NASH_ASYNC, "epochs_seed": s.candidate_seed_epochs, "epochs_neighbour": s.epochs,
             "epochs_final": s.final_epochs, **task_args(seed, s), **seed_net_args(s), **extra}
-    name = "nash_scratch" if extra else "nash"
     return experiment_config(name, seed, s, search_of_contestant("compare_v2", name).class_name, args)
 
 
@@ -112,7 +111,9 @@ NOT_SEARCHES: Mapping[str, str] = {
 #: Every contestant of protocol v2: name -> (seed, settings) -> nnictl config, or None (no experiment).
 CONTESTANTS: dict[str, Callable[[int, SettingsV2], dict[str, Any] | None]] = {
     "nash": lambda seed, s: _nash(seed, s),
-    "nash_scratch": lambda seed, s: _nash(seed, s, inherit_weights=False),
+    "nash_scratch": lambda seed, s: _nash(seed, s, "nash_scratch", inherit_weights=False),
+    # ablation (issue 15, run after the 15 runs of the table): no reference final training of the seed
+    "nash_no_final_seed": lambda seed, s: _nash(seed, s, "nash_no_final_seed", final_seed=False),
     "nni_regularized_evolution": lambda seed, s: _nni("nni_regularized_evolution", seed, s, **REGULARIZED_EVOLUTION),
     "nni_random": lambda seed, s: _nni("nni_random", seed, s),
     "seed_only": lambda seed, s: None,
@@ -297,12 +298,15 @@ def load(path: Path, settings: SettingsV2) -> dict[str, Any]:
     return data
 
 
-def supersede(results: dict[str, Any], contestants: Sequence[str], why: str) -> list[str]:
+def supersede(results: dict[str, Any], contestants: Sequence[str], why: str,
+              known: Sequence[str] | None = None) -> list[str]:
     """Move the finished runs of ``contestants`` from ``runs`` to ``superseded`` (with the reason, the time and
-    the commit that supersedes them), so that the harness runs them again; returns their keys."""
-    unknown = [c for c in contestants if c not in CONTESTANTS]
+    the commit that supersedes them), so that the harness runs them again; returns their keys. ``known``: the
+    benchmark's contestants (default: protocol v2's)."""
+    known = list(CONTESTANTS) if known is None else list(known)
+    unknown = [c for c in contestants if c not in known]
     if unknown:
-        raise ValueError(unknown_name("contestant", unknown[0], list(CONTESTANTS)))
+        raise ValueError(unknown_name("contestant", unknown[0], known))
     moved = [r for r in results["runs"] if r["contestant"] in contestants]
     results["runs"] = [r for r in results["runs"] if r["contestant"] not in contestants]
     note = {"why": why, "at": timestamp(), "by_commit": environment().get("git_commit")}
