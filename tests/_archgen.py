@@ -69,6 +69,24 @@ def random_state(arch: Architecture, seed: int) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
+def distinct_state(arch: Architecture, seed: int) -> dict[str, torch.Tensor]:
+    """Weights whose entries all differ within each tensor, so that an entry of a child's tensor names the one
+    position of its parent's it came from: a random permutation of evenly spaced values, in (-0.5, 0.5), and
+    in (0.5, 1.5) for BatchNorm scales and variances. Integer buffers are left as they are."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, value in random_state(arch, seed).items():
+        if not value.is_floating_point():
+            out[key] = value
+            continue
+        n = value.numel()
+        ranks = (torch.randperm(n, generator=gen).double() + 0.5) / n  # distinct, in (0, 1), 1/n apart
+        node_id, name = key.split(".")[1:3]
+        positive = arch.node(node_id).op == "bn" and name in ("weight", "running_var")
+        out[key] = (ranks + 0.5 if positive else ranks - 0.5).view(value.shape).to(value.dtype)
+    return out
+
+
 def random_batch(arch: Architecture, seed: int, n: int = 8) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn((n, *arch.input_shape), generator=gen)

@@ -17,6 +17,7 @@ from nni_nas_ext.trial_code.checkpoints import (
     Checkpoint,
     CheckpointError,
     CheckpointStore,
+    Weights,
     checkpoint_dir_error,
     checkpoint_dir_unusable,
 )
@@ -201,6 +202,32 @@ def test_damaged_files_raise_checkpoint_error(tmp_path: Path, arch: Architecture
     with pytest.raises(CheckpointError) as info:
         store.load("d-0001")
     assert str(path) in str(info.value)
+
+
+def test_weights_without_an_architecture_round_trip(tmp_path: Path, arch: Architecture) -> None:
+    """NNI's baselines keep the weights of networks that are not Architecture values (a CNN-stage sample)."""
+    store = CheckpointStore(tmp_path / "ckpt")
+    state = {"features.0.weight": torch.randn(4, 1, 3, 3), "classifier.bias": torch.zeros(10)}
+    meta = {"rebuild": {"sample": {"stage0_depth": 1, "stage0_skip": "no"}}, "params": 1234}
+    path = store.save_weights("nni-trial-00003", state, meta=meta)
+    assert path == tmp_path / "ckpt" / "nni-trial-00003.pt" and store.ids() == ["nni-trial-00003"]
+    loaded = store.load_weights("nni-trial-00003")
+    assert isinstance(loaded, Weights) and loaded.meta == meta
+    assert set(loaded.state_dict) == set(state)
+    assert all(torch.equal(loaded.state_dict[k], v) for k, v in state.items())
+    assert "architecture" not in torch.load(path, weights_only=True)
+    with pytest.raises(CheckpointError, match=r"is not a valid checkpoint: ValueError: it lacks \['architecture'\]"):
+        store.load("nni-trial-00003")  # no architecture to build: only load_weights reads it
+    store.save("a-0001", arch, weights(arch, 0), meta={"x": 1})
+    assert store.load_weights("a-0001").meta == {"x": 1}  # a checkpoint's weights, without the architecture
+    with pytest.raises(CheckpointError, match="is not allowed"):
+        store.save_weights("../escape", state)
+    with pytest.raises(CheckpointError, match="meta must be a JSON object"):
+        store.save_weights("nni-trial-00004", state, meta={"val_acc": float("nan")})
+    with pytest.raises(CheckpointError, match="state_dict must map names to tensors"):
+        store.save_weights("nni-trial-00004", {"w": [1.0]})  # type: ignore[dict-item]
+    with pytest.raises(CheckpointError, match="no checkpoint 'nni-trial-00009'"):
+        store.load_weights("nni-trial-00009")
 
 
 @pytest.mark.parametrize(("state", "meta", "fragment"), [

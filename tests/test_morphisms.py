@@ -317,8 +317,8 @@ def test_replay_rejects_tampered_steps(net) -> None:  # noqa: ANN001
     bad = type(step)(step.op, step.site, {**step.params, "replicate": step.params["replicate"][:-1]})
     with pytest.raises(MorphismError, match="replaying step 0 .*'replicate' = width - 8 indices"):
         replay(arch, [bad])
-    with pytest.raises(MorphismError, match="unknown morphism 'shrink'"):
-        replay(arch, [type(step)("shrink", {"node": "conv1"}, {})])
+    with pytest.raises(MorphismError, match="unknown morphism 'prune'"):  # ('shrink' is a compression now)
+        replay(arch, [type(step)("prune", {"node": "conv1"}, {})])
 
 
 def test_random_chain_reports_when_nothing_applies() -> None:

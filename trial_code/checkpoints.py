@@ -18,6 +18,10 @@ example the validation accuracy it reached).
   is refused (no code in it can run).
 * Ids that are not plain file names (path separators, ``.``/``..``, control characters, empty, longer
   than 128 characters) are refused, so that no id can reach outside the store.
+* Networks that are not :class:`Architecture` values (the NNI baselines' CNN-stage samples) keep their
+  weights with :meth:`CheckpointStore.save_weights` (the same file, written and read the same way, without
+  an architecture; ``meta`` says how to rebuild the network) and read them with
+  :meth:`CheckpointStore.load_weights`.
 
 Every failure is a :class:`CheckpointError` that names the id or the file.
 """
@@ -38,7 +42,7 @@ from torch import Tensor
 from nni_nas_ext.atomic import RemovedTemporaries, atomic_write, remove_stale_temporaries
 from nni_nas_ext.core import Architecture
 
-__all__ = ["CHECKPOINT_FORMAT", "SYSTEM_FOLDERS", "Checkpoint", "CheckpointError", "CheckpointStore",
+__all__ = ["CHECKPOINT_FORMAT", "SYSTEM_FOLDERS", "Checkpoint", "CheckpointError", "CheckpointStore", "Weights",
            "checkpoint_dir_error", "checkpoint_dir_unusable"]
 
 #: Version of the payload layout, stored in every checkpoint.
@@ -63,6 +67,15 @@ class Checkpoint:
     """An architecture, its trained weights, and a small JSON-able ``meta`` dict."""
 
     architecture: Architecture
+    state_dict: dict[str, Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Weights:
+    """Trained weights of a network that is not an :class:`Architecture` value, and the JSON ``meta`` that
+    says how to rebuild it (e.g. the NNI baselines' ``sample``)."""
+
     state_dict: dict[str, Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -139,10 +152,25 @@ class CheckpointStore:
             On a bad id, a ``state_dict`` that is not ``str -> Tensor``, or a ``meta`` that is not a JSON
             object (finite numbers only).
         """
-        target = self.path(candidate_id)
         if not isinstance(architecture, Architecture):
             raise CheckpointError(f"checkpoint {candidate_id!r}: architecture must be an Architecture, "
                                   f"but got {type(architecture).__name__}")
+        return self._write(candidate_id, {"architecture": architecture.to_json()}, state_dict, meta)
+
+    def save_weights(self, key: str, state_dict: Mapping[str, Tensor], meta: Mapping[str, Any] | None = None) -> Path:
+        """Write the weights of a network that is not an :class:`Architecture` value (NNI's baselines), atomically
+        and in the same safe format as :meth:`save`; ``meta`` must say how to rebuild the network. Returns the path.
+
+        Raises
+        ------
+        CheckpointError
+            As :meth:`save` (bad id, state_dict, meta).
+        """
+        return self._write(key, {}, state_dict, meta)
+
+    def _write(self, candidate_id: str, head: Mapping[str, Any], state_dict: Mapping[str, Tensor],
+               meta: Mapping[str, Any] | None) -> Path:
+        target = self.path(candidate_id)
         bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
         if bad:
             raise CheckpointError(f"checkpoint {candidate_id!r}: state_dict must map names to tensors, but "
@@ -152,7 +180,7 @@ class CheckpointStore:
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {candidate_id!r}: meta must be a JSON object with finite numbers, "
                                   f"but {exc}") from exc
-        payload = {"format": CHECKPOINT_FORMAT, "architecture": architecture.to_json(), "meta": meta_json,
+        payload = {"format": CHECKPOINT_FORMAT, **head, "meta": meta_json,
                    "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}}
         atomic_write(target, lambda handle: torch.save(payload, handle))
         self._sync_folder()
@@ -180,6 +208,39 @@ class CheckpointStore:
             On a bad id, a missing file (the message names the path and some ids the store holds), or a
             file that is damaged, holds objects other than tensors, or lacks a part.
         """
+        path, payload = self._read(candidate_id)
+        try:
+            missing = [k for k in ("architecture", "state_dict") if k not in payload]
+            if missing:
+                raise ValueError(f"it lacks {missing}")
+            arch = Architecture.from_json(payload["architecture"])
+            state, meta = _state_and_meta(payload)
+        except Exception as exc:  # noqa: BLE001 - any inconsistency is reported with the file
+            raise CheckpointError(f"checkpoint {candidate_id!r} at {path} is not a valid checkpoint: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        return Checkpoint(arch, state, meta)
+
+    def load_weights(self, key: str) -> Weights:
+        """Read the weights and ``meta`` of any file of the store (:meth:`save_weights`'s, or a checkpoint's
+        without its architecture), with ``weights_only=True``, onto the CPU.
+
+        Raises
+        ------
+        CheckpointError
+            As :meth:`load`.
+        """
+        path, payload = self._read(key)
+        try:
+            if "state_dict" not in payload:
+                raise ValueError("it lacks ['state_dict']")
+            state, meta = _state_and_meta(payload)
+        except Exception as exc:  # noqa: BLE001 - any inconsistency is reported with the file
+            raise CheckpointError(f"checkpoint {key!r} at {path} is not a valid checkpoint: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        return Weights(state, meta)
+
+    def _read(self, candidate_id: str) -> tuple[Path, dict[str, Any]]:
+        """The file of ``candidate_id`` and its payload (a dict), read with ``weights_only=True``."""
         path = self.path(candidate_id)
         if not path.is_file():
             known = self.ids()
@@ -194,24 +255,21 @@ class CheckpointStore:
                                   f"({type(exc).__name__}: {_first_line(exc)}); it is damaged or not written by "
                                   "CheckpointStore (only tensors and plain containers are loaded): retrain the "
                                   "candidate") from exc
-        try:
-            if not isinstance(payload, dict):
-                raise ValueError(f"the file holds a {type(payload).__name__}, not a dict")
-            missing = [k for k in ("architecture", "state_dict") if k not in payload]
-            if missing:
-                raise ValueError(f"it lacks {missing}")
-            arch = Architecture.from_json(payload["architecture"])
-            state = payload["state_dict"]
-            if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
-                                                      for k, v in state.items()):
-                raise ValueError("its state_dict is not a dict of tensors")
-            meta = json.loads(payload.get("meta", "{}"))
-            if not isinstance(meta, dict):
-                raise ValueError("its meta is not a JSON object")
-        except Exception as exc:  # noqa: BLE001 - any inconsistency is reported with the file
-            raise CheckpointError(f"checkpoint {candidate_id!r} at {path} is not a valid checkpoint: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-        return Checkpoint(arch, dict(state), meta)
+        if not isinstance(payload, dict):
+            raise CheckpointError(f"checkpoint {candidate_id!r} at {path} is not a valid checkpoint: ValueError: "
+                                  f"the file holds a {type(payload).__name__}, not a dict")
+        return path, payload
+
+
+def _state_and_meta(payload: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """A payload's ``state_dict`` and ``meta``, checked (ValueError says what is wrong)."""
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise ValueError("its state_dict is not a dict of tensors")
+    meta = json.loads(payload.get("meta", "{}"))
+    if not isinstance(meta, dict):
+        raise ValueError("its meta is not a JSON object")
+    return dict(state), meta
 
 
 def _first_line(exc: Exception) -> str:

@@ -17,6 +17,9 @@ for Fashion-MNIST and two children trained 2.1-2.8x as many images per CPU-secon
 (channels-last alone: 1.3-1.4x) with the same validation accuracy within 0.1 points. ``precision="fp32",
 memory_format="contiguous"`` is the loop as it was before.
 
+A child of an approximate morphism (LEMONADE) trains against its parent as well as the labels: ``train(...,
+teacher=parent)`` uses the distillation loss of :mod:`.distillation` (Hinton et al. 2015) on the same batches.
+
 Deviations from the paper, both common practice: no weight decay on biases and BatchNorm parameters,
 and a last batch of a single example is dropped from its epoch (BatchNorm cannot normalise one example
 over a 1x1 map; the example is seen in other epochs, shuffled elsewhere).
@@ -34,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from .augment import Augmentation, shift_and_flip
+from .distillation import DISTILL_TEMPERATURE, DISTILL_WEIGHT, check_distillation, distillation_loss
 
 __all__ = ["MEMORY_FORMATS", "PRECISIONS", "EpochResult", "Schedule", "TrainingDiverged", "autocast_dtype",
            "cpu_has_native_bf16", "evaluate", "memory_format_of", "select_device", "train"]
@@ -225,7 +229,9 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
           on_epoch: Callable[[EpochResult], None] | None = None,
           on_first_batch: Callable[[], None] | None = None,
           augment: Augmentation | None = None,
-          precision: str = "auto", memory_format: str = "auto") -> list[EpochResult]:
+          precision: str = "auto", memory_format: str = "auto",
+          teacher: nn.Module | None = None, distill_weight: float = DISTILL_WEIGHT,
+          distill_temperature: float = DISTILL_TEMPERATURE) -> list[EpochResult]:
     """Train ``module`` in place on ``(x, y)``, which must already be on the module's device.
 
     One cosine cycle over ``schedule.epochs`` epochs, the learning rate set before every step. The
@@ -240,6 +246,13 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
     :class:`EpochResult` (with the validation accuracy when ``validation`` is given). The module is left
     in train mode.
 
+    With a ``teacher`` (a network on the module's device for the same classes) and ``distill_weight > 0``,
+    the loss is :func:`~.distillation.distillation_loss` (Hinton et al. 2015; LEMONADE's training of
+    approximate-morphism children): the teacher sees the very batches the module sees (augmented, in the
+    training layout and precision), in eval mode and under ``torch.no_grad``, and is handed back in its own
+    mode and the default layout. Its forward passes are part of every step's time. ``train_loss`` is then
+    that loss. ``distill_weight=0`` never runs the teacher: the training is the plain one, bit for bit.
+
     On the CPU the same seed, inputs and settings give bit-identical weights run after run (with
     bfloat16 autocast too, on one machine).
 
@@ -250,8 +263,11 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
         epoch's end on an accelerator); the message names the epoch and the step.
     ValueError
         If the data is empty, ``x`` and ``y`` differ in length or device, or they are not on the module's
-        device.
+        device; if the teacher is elsewhere, or ``distill_weight`` / ``distill_temperature`` is out of range
+        (:func:`~.distillation.check_distillation`).
     """
+    if teacher is not None:
+        check_distillation(distill_weight, distill_temperature)
     if schedule.epochs == 0:
         return []
     n = len(x)
@@ -262,6 +278,10 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
     if x.device != device or y.device != device:
         raise ValueError(f"x ({x.device}), y ({y.device}) and the module ({device}) must be on one device: "
                          f"move the data with .to({str(device)!r}) first")
+    active_teacher = teacher if teacher is not None and distill_weight > 0 else None  # the teacher that runs
+    if active_teacher is not None and _device_of(active_teacher, device) != device:
+        raise ValueError(f"the teacher ({_device_of(active_teacher, device)}) and the module ({device}) must be on one "
+                         f"device: move the teacher with .to({str(device)!r}) first")
     amp = autocast_dtype(precision, device)
     decay, no_decay = [], []
     for p in module.parameters():
@@ -273,6 +293,14 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
         raise ValueError("the module has no trainable parameters")
     optimizer = _optimizer(groups, schedule, device)
     loss_fn = nn.CrossEntropyLoss()
+
+    def objective(logits: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
+        if active_teacher is None:
+            return loss_fn(logits, yb)
+        with torch.no_grad():
+            soft = active_teacher(xb)
+        return distillation_loss(logits, soft, yb, weight=distill_weight, temperature=distill_temperature)
+
     augment = augment if augment is not None and not augment.is_identity else None
     fill = augment.fill_on(device, x.dtype) if augment is not None else 0.0
     layout = memory_format_of(memory_format, device, amp)
@@ -291,8 +319,13 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
     results: list[EpochResult] = []
     step = 0
     module.train()
+    teacher_was_training = active_teacher.training if active_teacher is not None else False
+    if active_teacher is not None:
+        active_teacher.eval()
     if channels_last:
         module.to(memory_format=torch.channels_last)
+        if active_teacher is not None:
+            active_teacher.to(memory_format=torch.channels_last)
     try:
         for epoch in range(1, schedule.epochs + 1):
             start = time.perf_counter()
@@ -316,10 +349,10 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
                 if amp is not None:
                     with torch.autocast(device.type, dtype=amp):
                         logits = module(xb)
-                        loss = loss_fn(logits, yb)
+                        loss = objective(logits, xb, yb)
                 else:
                     logits = module(xb)
-                    loss = loss_fn(logits, yb)
+                    loss = objective(logits, xb, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -347,6 +380,10 @@ def train(module: nn.Module, x: Tensor, y: Tensor, schedule: Schedule, *,
     finally:
         if channels_last:
             module.to(memory_format=torch.contiguous_format)
+            if active_teacher is not None:
+                active_teacher.to(memory_format=torch.contiguous_format)
+        if active_teacher is not None:
+            active_teacher.train(teacher_was_training)
     return results
 
 

@@ -16,6 +16,17 @@ The steps (issue: "trial code and weight inheritance"):
 5. save the checkpoint (atomically) and only then report the final result, so that a child proposed on
    that result always finds its parent's weights.
 
+LEMONADE (Elsken, Metzen, Hutter, ICLR 2019, arXiv 1804.09081): a child whose lineage holds a *compression*
+morphism (remove a layer, remove a skip, shrink a width: the child does not compute its parent's function)
+and that inherits its parent's weights is trained by knowledge distillation from its parent (Hinton et al.
+2015; :mod:`.distillation`): the parent's network, built from the checkpoint step 2 loaded anyway, is the
+teacher of step 3 (``TaskConfig.distill_weight``, ``distill_temperature``; 0 turns it off), and is freed
+after training. The final result says ``distilled: true`` or ``false``; a compressed child's also gives its
+``compression`` (parent's parameters / its own), ``parent_params`` and, N2N learning's reward against the parent
+(Ashok et al. 2018; :mod:`nni_nas_ext.core.rewards`), ``n2n_reward``. With ``TaskConfig.measure_latency``
+the trained network is also timed at batch 1 on the trial's device (:mod:`.latency`): ``latency_ms`` and
+``latency_device`` in the final result, beside the architecture's ``params`` and ``macs`` (always there).
+
 The final result is self-describing (it names the candidate), because NNI 3.0 may hand a trial another
 trial's parameters (field notes, bug 1): the strategy trusts the result, not NNI's pairing. A failed
 training (NaN loss, exception) reports ``{"default": 0.0, "candidate": ..., "failed": reason}`` and then
@@ -31,20 +42,24 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Protocol
 
 import torch
 
-from nni_nas_ext.core import Architecture, build_module, preservation_error, replay, summarize
+from nni_nas_ext.core import Architecture, Step, build_module, preservation_error, replay, summarize
 from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
 from nni_nas_ext.core.jobs import Candidate
+from nni_nas_ext.core.morphisms import COMPRESSIONS
+from nni_nas_ext.core.rewards import n2n_reward
 
 from .augment import AUGMENTATIONS, Augmentation
 from .checkpoints import CheckpointStore, checkpoint_dir_error
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
+from .distillation import DISTILL_TEMPERATURE, DISTILL_WEIGHT
+from .latency import measure_latency
 from .training import (MEMORY_FORMATS, PRECISIONS, EpochResult, Schedule, TrainingDiverged, evaluate, select_device,
                        train)
 
@@ -67,6 +82,16 @@ class TrialFailed(RuntimeError):
 
 class _StoppedEarly(Exception):
     """Raised from the epoch callback to end :func:`train` after an epoch (the candidate's early-stopping rule)."""
+
+
+def _compresses(steps: Sequence[Step]) -> bool:
+    """Whether a lineage holds a compression morphism (:data:`~nni_nas_ext.core.morphisms.COMPRESSIONS`: remove a
+    layer or a skip, shrink a layer), whose child is trained by distillation from its parent (LEMONADE).
+
+    Only those: the noise modes of widen and branch are approximate too (``chain_is_exact`` says so), but they are
+    EAS's operators, whose children EAS trains without a teacher, as before.
+    """
+    return any(step.op in COMPRESSIONS for step in steps)
 
 
 @dataclass(frozen=True)
@@ -109,6 +134,19 @@ class TaskConfig(Config):
                                     "CUDA; contiguous (with precision fp32) is the loop before channels-last")
     threads: int = option(1, minimum=0, maximum=1024, doc="torch CPU threads per trial (0: torch's default)")
     seed: int = option(0, minimum=0, maximum=2**31 - 1, doc="base seed of initialisation and shuffling")
+    distill_weight: float = option(DISTILL_WEIGHT, minimum=0.0, maximum=1.0,
+                                   doc="a child of an approximate morphism (remove a layer or skip, shrink) that "
+                                       "inherits weights learns from its parent: loss = (1 - w) CE + w T^2 KL "
+                                       "(Hinton et al. 2015; LEMONADE); 0: never distil")
+    distill_temperature: float = option(DISTILL_TEMPERATURE, minimum=1.0, maximum=100.0,
+                                        doc="softmax temperature T of the distillation (Hinton et al. 2015: 2.5-4 "
+                                            "for small networks)")
+    measure_latency: bool = option(False, doc="time the trained network at batch 1 on the trial's device: "
+                                              "latency_ms (median) and latency_device in the final result")
+    latency_repeats: int = option(50, minimum=1, maximum=100000,
+                                  doc="timed forward passes of measure_latency (the median is reported)")
+    latency_warmup: int = option(10, minimum=0, maximum=100000,
+                                 doc="untimed forward passes of measure_latency before the timed ones")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -248,6 +286,8 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
     preservation: float | None = None
     applied: list[str] = []  # the morphisms this trial applied to its parent's weights
     state = None
+    teacher: torch.nn.Module | None = None  # the parent's network, for a child of an approximate morphism
+    compressed_from: tuple[int, float | None] | None = None  # a compressed child: its parent's params and val acc
     if candidate.parent is not None:
         parent = store.load(candidate.parent)
         calibration = data.train_x[: task.calibration_size]
@@ -269,7 +309,15 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
             preservation = float(err.relative)
             _log.info("weights transformed by %d morphism(s); preservation error %.3g (relative), %.3g (max abs)",
                       len(arch.lineage.steps), err.relative, err.max_abs)
+            if _compresses(arch.lineage.steps):
+                compressed_from = (parent.architecture.num_parameters(), _reported_accuracy(parent.meta))
+            if task.distill_weight > 0 and _compresses(arch.lineage.steps):
+                teacher = build_module(parent.architecture, parent.state_dict).to(device).requires_grad_(False)
+                _log.info("a compression morphism: distilling from the parent %s (weight %.3g, temperature %.3g)",
+                          candidate.parent, task.distill_weight, task.distill_temperature)
+        del parent  # its weights live on in the child's module (and the teacher's) only
     module = build_module(arch, state).to(device)
+    state = None
     clock["transform"] = round(time.time() - t, 4)
 
     val_x, val_y = data.val_x.to(device), data.val_y.to(device)
@@ -310,9 +358,13 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         epochs = train(module, x, y, task.schedule(candidate.epochs, seed=task.seed * 100_003 + serial),
                        validation=None if seen_val else (val_x, val_y), on_epoch=on_epoch,
                        on_first_batch=lambda: first_batch.append(time.time()),
-                       augment=task.augmentation(data), precision=task.precision, memory_format=task.memory_format)
+                       augment=task.augmentation(data), precision=task.precision, memory_format=task.memory_format,
+                       teacher=teacher, distill_weight=task.distill_weight,
+                       distill_temperature=task.distill_temperature)
     except _StoppedEarly:
         epochs = history
+    distilled = teacher is not None and bool(epochs)  # a teacher that taught at least one epoch
+    teacher = None  # the parent's network is not kept beside the child's past training (its time is in "train")
     clock["train"] = round(time.time() - t, 4)  # the two below, and the reports to NNI
     clock["train_steps"] = round(sum(r.seconds - r.val_seconds for r in epochs), 4)
     clock["validation"] = round(sum(r.val_seconds for r in epochs), 4)
@@ -331,6 +383,14 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         val_acc = evaluate(module, val_x, val_y)
     test_acc = evaluate(module, data.test_x.to(device), data.test_y.to(device)) if candidate.evaluate_test else None
     clock["evaluate"] = round(time.time() - t, 4)
+    latency = None
+    if task.measure_latency:
+        t = time.time()
+        latency = measure_latency(module, data.input_shape, device, warmup=task.latency_warmup,
+                                  repeats=task.latency_repeats)
+        clock["latency"] = round(time.time() - t, 4)
+        _log.info("latency %.4f ms at batch 1 (median of %d) on %s", latency.median_ms, latency.repeats,
+                  latency.device_name)
 
     # ---- checkpoint (holding the result, for re-runs), then the final result ----------------------------
     # "default" (NNI's ranking metric, the portal's accuracy column) is a validation accuracy on images the
@@ -347,8 +407,10 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         "parent": candidate.parent,
         "morphisms": applied,
         "params": arch.num_parameters(),
-        "flops": arch.num_macs(),
+        "macs": arch.num_macs(),
+        "flops": arch.num_macs(),  # the same count under its first name (MACs, not FLOPs), kept for its readers
         "preservation_error": preservation,
+        "distilled": distilled,
         "start_val_acc": start_val_acc,
         "epochs": candidate.epochs,
         "epochs_trained": len(epochs),
@@ -358,8 +420,13 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         "normalisation": data.preprocessing(),
         "timings": clock,
     })
+    if compressed_from is not None:
+        result.update(_compression_figures(arch.num_parameters(), val_acc, *compressed_from))
     if test_acc is not None:
         result["test_acc"] = test_acc
+    if latency is not None:
+        result["latency_ms"] = round(latency.median_ms, 4)
+        result["latency_device"] = latency.device_name
     t = time.time()
     cpu_state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     store.save(candidate.id, arch, cpu_state,
@@ -371,6 +438,26 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
               f", test acc {test_acc:.4f}" if test_acc is not None else "", clock)
     reporter.final(result)
     return result
+
+
+def _reported_accuracy(meta: Mapping[str, Any]) -> float | None:
+    """The validation accuracy (``default``) a checkpoint's trial reported, if it is a number in (0, 1]."""
+    result = meta.get("result")
+    value = result.get("default") if isinstance(result, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        return None
+    return float(value)
+
+
+def _compression_figures(params: int, val_acc: float | None, parent_params: int,
+                         parent_acc: float | None) -> dict[str, Any]:
+    """A compressed child's figures against its parent: ``compression`` (parent's parameters / the child's) and,
+    with both validation accuracies known, ``n2n_reward`` (N2N learning's ``C (2 - C) * acc / parent_acc``,
+    :func:`nni_nas_ext.core.rewards.n2n_reward`), what the N2N strategy learns from (its teacher is the parent)."""
+    out: dict[str, Any] = {"compression": round(parent_params / max(1, params), 4), "parent_params": parent_params}
+    if val_acc is not None and parent_acc is not None:
+        out["n2n_reward"] = round(n2n_reward(params, parent_params, min(max(val_acc, 0.0), 1.0), parent_acc), 6)
+    return out
 
 
 def trial_lineage(candidate: Candidate, applied: list[str]) -> str:
@@ -391,17 +478,22 @@ def trial_summary(candidate: Candidate, arch: Architecture, applied: list[str]) 
 
 
 def train_from_scratch(build: Callable[[Splits], torch.nn.Module], task: TaskConfig, epochs: int, reporter: Reporter, *,
-                       sequence: int, rebuild: Mapping[str, Any], what: str, data: Splits | None = None
-                       ) -> dict[str, Any]:
+                       sequence: int, rebuild: Mapping[str, Any], what: str, data: Splits | None = None,
+                       store: CheckpointStore | None = None, weights_id: str | None = None) -> dict[str, Any]:
     """Train a freshly initialised network on the train split as every benchmark contestant is trained; report it.
 
     The trials of NNI's own searches (``nni_nas_ext.nni.baselines``) share this: torch is seeded with
     ``task.seed`` and ``sequence`` (NNI's trial sequence number, as a candidate's serial in our trials), then
     ``build(data)`` returns the network (raising when it does not fit the data), which trains one cosine cycle
     of ``epochs`` epochs with per-epoch validation reports. The final result is ``{"default": val_acc,
-    "params": ..., **rebuild, ...}``: ``rebuild`` holds what rebuilds the network (``sample``, ``graph``).
-    ``what`` names the network in the logs. Returns the final result it reported.
+    "params": ..., **rebuild, ...}``: ``rebuild`` holds what rebuilds the network (``sample``, ``graph``);
+    with ``task.measure_latency``, ``latency_ms`` and ``latency_device`` as in :func:`run_candidate`.
+    ``what`` names the network in the logs. With a ``store``, the trained weights are kept as ``weights_id``
+    (:meth:`~.checkpoints.CheckpointStore.save_weights`, ``rebuild`` in their meta) before the final report,
+    which names the file as ``weights``. Returns the final result it reported.
     """
+    if store is not None and weights_id is None:
+        raise ValueError("train_from_scratch: a store needs a weights_id (the file's name in the store)")
     clock: dict[str, float] = {}
     t_enter = time.time()
     if task.threads:
@@ -430,6 +522,12 @@ def train_from_scratch(build: Callable[[Splits], torch.nn.Module], task: TaskCon
                     precision=task.precision, memory_format=task.memory_format)
     clock["train"] = round(time.time() - t, 4)
     val_acc = evaluate(module, val_x, val_y)
+    latency = None
+    if task.measure_latency:
+        t = time.time()
+        latency = measure_latency(module, data.input_shape, device, warmup=task.latency_warmup,
+                                  repeats=task.latency_repeats)
+        clock["latency"] = round(time.time() - t, 4)
     clock["total"] = round(time.time() - t_enter, 4)
     result: dict[str, Any] = {
         "default": val_acc,
@@ -442,6 +540,15 @@ def train_from_scratch(build: Callable[[Splits], torch.nn.Module], task: TaskCon
         "normalisation": data.preprocessing(),
         "timings": clock,
     }
+    if latency is not None:
+        result["latency_ms"] = round(latency.median_ms, 4)
+        result["latency_device"] = latency.device_name
+    if store is not None:
+        t = time.time()
+        cpu_state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        meta = {"rebuild": dict(rebuild), "params": params}
+        result["weights"] = str(store.save_weights(str(weights_id), cpu_state, meta=meta))
+        clock["checkpoint"] = round(time.time() - t, 4)
     _log.info("final: val acc %.4f, %d parameters; timings %s", val_acc, params, clock)
     reporter.final(result)
     return result

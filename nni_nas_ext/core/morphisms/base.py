@@ -10,6 +10,11 @@ interface):
 holding every random choice) followed by :meth:`Morphism.realize` (a deterministic function of the
 parent and the step). Replaying a recorded lineage therefore rebuilds the same child and the same weight
 transformation, which is how a trial process turns its parent's checkpoint into its own starting weights.
+
+Most operators are *network morphisms* (function-preserving); the compressions of :mod:`.shrink` and
+:mod:`.remove` are LEMONADE's *approximate network morphisms* (Elsken, Metzen, Hutter, ICLR 2019), which shrink
+the network and change its function. :attr:`Morphism.exact` tells them apart and :meth:`Morphism.is_exact`
+judges one recorded step.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ class MorphismResult:
 
 
 class Morphism(abc.ABC):
-    """A function-preserving network transformation (see each subclass for the paper it follows).
+    """A network transformation with its weight transformation (see each subclass for the paper it follows).
 
     Subclasses set :attr:`name` and implement :meth:`check`, :meth:`candidates`, :meth:`propose` and
     :meth:`realize`. Configuration (noise, allowed kernels...) lives in the instance and only affects
@@ -101,6 +106,10 @@ class Morphism(abc.ABC):
     name: ClassVar[str]
     #: The keys of a site of this morphism.
     site_keys: ClassVar[tuple[str, ...]] = ("node",)
+    #: Whether the operator preserves the network's function (a network morphism, in eval mode, up to float
+    #: rounding). ``False`` for LEMONADE's approximate network morphisms, the compressions, whose children are
+    #: trained by knowledge distillation from their parent.
+    exact: ClassVar[bool] = True
 
     # ---- to implement ---------------------------------------------------------------------------
 
@@ -122,6 +131,17 @@ class Morphism(abc.ABC):
 
     # ---- provided -------------------------------------------------------------------------------
 
+    @classmethod
+    def is_exact(cls, step: Step) -> bool:
+        """Whether replaying ``step`` (a step of this operator) preserves the function.
+
+        :attr:`exact`, unless the step records symmetry noise: widen and branch drawn in ``"noise"`` mode store
+        ``params["noise"] > 0`` and preserve the function only approximately (EAS' noise, Cai et al. 2018).
+        """
+        noise = step.params.get("noise", 0)
+        noisy = isinstance(noise, (int, float)) and not isinstance(noise, bool) and noise > 0
+        return cls.exact and not noisy
+
     def sites(self, arch: Architecture) -> list[Site]:
         """Every site at which the morphism applies, in a deterministic order."""
         return [site for site in self.candidates(arch) if self.check(arch, site) is None]
@@ -133,8 +153,14 @@ class Morphism(abc.ABC):
         child, transform = self.realize(arch, step)
         return MorphismResult(child.with_lineage(Lineage(arch.id, (step,))), transform)
 
-    def require(self, arch: Architecture, site: Site) -> None:
-        """Raise :class:`MorphismError` naming the reason if the morphism does not apply at ``site``."""
+    def require(self, arch: Architecture, site: Site,
+                check: Callable[[Architecture, Site], str | None] | None = None) -> None:
+        """Raise :class:`MorphismError` naming the reason if the morphism does not apply at ``site``.
+
+        ``check`` replaces :meth:`check` (after the site's keys and nodes are checked): :meth:`realize` may pass
+        the part of it that does not depend on the instance's configuration, so that a step drawn by an instance
+        configured otherwise still replays.
+        """
         keys = set(self.site_keys)
         if not isinstance(site, Mapping) or set(site) != keys:
             raise MorphismError(f"{self.name}: a site is an object with keys {sorted(keys)}, but got {site!r}")
@@ -142,7 +168,7 @@ class Morphism(abc.ABC):
             if not isinstance(value, str) or (value not in arch and value != "input"):
                 raise MorphismError(f"{self.name}: site {key}={value!r} is not a node of the architecture; "
                                     f"nodes are {sorted(n.id for n in arch.nodes)}")
-        reason = self.check(arch, site)
+        reason = (check or self.check)(arch, site)
         if reason is not None:
             raise MorphismError(f"{self.name} does not apply at {dict(site)}: {reason}")
 

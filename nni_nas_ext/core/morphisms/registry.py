@@ -1,4 +1,9 @@
-"""The morphism registry, replay of recorded steps, and random chains of morphisms."""
+"""The morphism registry, replay of recorded steps, and random chains of morphisms.
+
+Two literal tables: :data:`MORPHISMS`, the function-preserving operators (network morphisms), and
+:data:`COMPRESSIONS`, LEMONADE's approximate network morphisms that shrink a network. :func:`create_morphism`,
+:func:`replay` and :func:`step_is_exact` read both; a search draws from the table it is configured with.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,13 @@ from .base import Morphism, MorphismResult, WeightTransform
 from .branch import Branch
 from .deepen import Deepen
 from .kernel import WidenKernel
+from .remove import RemoveLayer, RemoveSkip
+from .shrink import Shrink
 from .skip import AddSkip, ConcatSkip
 from .widen import Widen
 
-__all__ = ["MORPHISMS", "create_morphism", "list_morphisms", "random_chain", "replay"]
+__all__ = ["COMPRESSIONS", "MORPHISMS", "chain_is_exact", "create_morphism", "list_compressions", "list_morphisms",
+           "random_chain", "replay", "step_is_exact"]
 
 #: Every morphism by name. A literal dict: no registration side effects at import time.
 MORPHISMS: dict[str, type[Morphism]] = {
@@ -29,20 +37,55 @@ MORPHISMS: dict[str, type[Morphism]] = {
 }
 
 
+#: The compressions (approximate network morphisms: ``exact = False``), by name. Apart from
+#: :data:`MORPHISMS`, so that what draws from that table keeps drawing function-preserving operators only.
+COMPRESSIONS: dict[str, type[Morphism]] = {
+    "remove_layer": RemoveLayer,
+    "remove_skip": RemoveSkip,
+    "shrink": Shrink,
+}
+
+
 def list_morphisms() -> list[str]:
-    """Names of the registered morphisms."""
+    """Names of the registered function-preserving morphisms."""
     return list(MORPHISMS)
 
 
+def list_compressions() -> list[str]:
+    """Names of the registered compressions."""
+    return list(COMPRESSIONS)
+
+
 def _lookup(name: str) -> type[Morphism]:
-    try:
-        return MORPHISMS[name]
-    except (KeyError, TypeError):
-        raise MorphismError(unknown_name("morphism", name, list(MORPHISMS))) from None
+    for table in (MORPHISMS, COMPRESSIONS):
+        try:
+            return table[name]
+        except (KeyError, TypeError):
+            continue
+    raise MorphismError(unknown_name("morphism", name, [*MORPHISMS, *COMPRESSIONS]))
+
+
+def step_is_exact(step: Step) -> bool:
+    """Whether replaying ``step`` preserves the parent's function (eval mode, up to float rounding).
+
+    ``False`` for a compression (its child is trained by knowledge distillation from the parent, as in
+    LEMONADE) and for a widen or branch step drawn in ``"noise"`` mode (:meth:`Morphism.is_exact`).
+
+    Raises
+    ------
+    MorphismError
+        If ``step.op`` names no registered operator (as :func:`replay` would).
+    """
+    return _lookup(step.op).is_exact(step)
+
+
+def chain_is_exact(steps: Sequence[Step]) -> bool:
+    """Whether every one of ``steps`` is exact (:func:`step_is_exact`); ``True`` for no steps."""
+    return all(step_is_exact(step) for step in steps)
 
 
 def create_morphism(name: str, **config: Any) -> Morphism:
-    """A morphism by name with its configuration, e.g. ``create_morphism("widen", mode="noise")``."""
+    """A morphism or compression by name with its configuration, e.g. ``create_morphism("widen", mode="noise")``."""
     cls = _lookup(name)
     try:
         return cls(**config)
