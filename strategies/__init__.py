@@ -1,9 +1,10 @@
-"""Network-transformation search strategies: NASH hill climbing, EAS, FNA, random baselines (this package).
+"""Network-transformation search strategies: NASH hill climbing, EAS, FNA, LEMONADE, N2N, random baselines.
 
-Strategies are pure: they propose :class:`Candidate` values with ``ask()`` and learn results with
-``tell()``; they never import ``nni`` nor touch files. The registry of searches
-(:data:`nni_nas_ext.registry.SEARCHES`) says which strategy class and typed configuration class a name means;
-:func:`create_strategy` builds one of ours (:func:`list_strategies`) from NNI-style ``classArgs``.
+Strategies are pure: they propose jobs (:class:`Candidate` values; FNA's :class:`FnaJob` values) with ``ask()``
+and learn results with ``tell()``, the interface :class:`~.base.SearchStrategy` declares in full; they never
+import ``nni`` nor touch files. Deduplication and failure handling wrap them (:mod:`.middleware`). The registry
+of searches (:data:`nni_nas_ext.registry.SEARCHES`) says which strategy class and typed configuration class a
+name means; :func:`create_strategy` builds one of ours (:func:`list_strategies`) from NNI-style ``classArgs``.
 """
 
 from __future__ import annotations
@@ -17,24 +18,28 @@ from nni_nas_ext.core.config import Config, ConfigRow, describe_config, parse_co
 from nni_nas_ext.core.errors import unknown_name
 from nni_nas_ext.registry import SEARCHES, get_search, list_searches, resolve
 
-from .base import SearchStrategy
+from .base import Budget, Job, SearchStrategy
 from .eas import EasConfig, EasSearch, RandomNet2Net
 from .fna import FnaConfig, FnaPipeline
+from .lemonade import LemonadeConfig, LemonadeSearch
+from .n2n import N2NConfig, N2NRandom, N2NSearch
 from .nash import HillClimbing, NashConfig
-from .nash_async import AsyncHillClimbing, AsyncNashConfig, Budget
+from .nash_async import AsyncHillClimbing, AsyncNashConfig
 from .random_morphism import RandomMorphismConfig, RandomMorphismSearch
 
 __all__ = [
     "NONCONFORMING", "AsyncHillClimbing", "AsyncNashConfig", "Budget", "EasConfig", "EasSearch", "FnaConfig",
-    "FnaPipeline", "HillClimbing", "NashConfig", "RandomMorphismConfig", "RandomMorphismSearch", "RandomNet2Net",
-    "SearchStrategy", "create_strategy", "describe_strategy", "list_strategies", "strategy_classes",
+    "FnaPipeline", "HillClimbing", "Job", "LemonadeConfig", "LemonadeSearch", "N2NConfig",
+    "N2NRandom", "N2NSearch", "NashConfig", "RandomMorphismConfig",
+    "RandomMorphismSearch", "RandomNet2Net", "SearchStrategy", "create_strategy", "describe_strategy",
+    "list_strategies", "strategy_classes",
 ]
 
 #: Our searches that :func:`create_strategy` cannot build, with how they differ from :class:`SearchStrategy`.
 NONCONFORMING: Mapping[str, str] = MappingProxyType({
     "fna": "FnaPipeline(config) takes no seed_architecture (FNA starts from a seed checkpoint or trains its seed "
-           "as its first job) and its ask() returns FnaJob values, not Candidate values; build it with "
-           "FnaPipeline(config), or run it with the nnictl tuner 'FNA'",
+           "as its first job) and its ask() returns FnaJob values (a SearchStrategy[FnaJob]), not Candidate values; "
+           "build it with FnaPipeline(config), or run it with the nnictl tuner 'FNA'",
 })
 
 

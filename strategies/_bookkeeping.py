@@ -20,6 +20,8 @@ from nni_nas_ext.core.architecture import Architecture
 from nni_nas_ext.core.config import Config, parse_config
 from nni_nas_ext.core.jobs import Candidate, candidate_id
 
+from .base import Budget
+
 # Phases every strategy has; each adds its own between seed and final.
 PHASE_SEED, PHASE_FINAL, PHASE_DONE, PHASE_FAILED = "seed", "final", "done", "failed"
 
@@ -88,6 +90,8 @@ class CandidateLedger:
     phases: ClassVar[tuple[str, ...]] = (PHASE_SEED, PHASE_FINAL, PHASE_DONE, PHASE_FAILED)
     generation_key: ClassVar[str] = "step"
     logger: ClassVar[logging.Logger] = logging.getLogger(__name__)
+    #: Whether :meth:`ask` uses its budget (:class:`~.base.SearchStrategy`); the ledger's own schedule ignores it.
+    budget_aware: ClassVar[bool] = False
 
     config: Any
 
@@ -156,8 +160,10 @@ class CandidateLedger:
 
     # ---- the SearchStrategy interface -------------------------------------------------------------
 
-    def ask(self) -> list[Candidate]:
-        """Candidates not returned before, in proposal order; ``[]`` while a round (step, episode) is being trained."""
+    def ask(self, budget: Budget | None = None) -> list[Candidate]:
+        """Candidates not returned before, in proposal order; ``[]`` while a round (step, episode) is being trained.
+
+        ``budget`` is ignored here (:attr:`budget_aware` is false); budget-aware strategies plan with it first."""
         out = [self._candidates[cid] for cid in self._unasked]
         self._unasked = []
         return out

@@ -41,6 +41,8 @@ from typing import Any, ClassVar, Optional, Union
 from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
 from nni_nas_ext.core.jobs import FnaJob
 
+from .base import Budget
+
 __all__ = ["FnaConfig", "FnaPipeline"]
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ class FnaPipeline:
     """
 
     log_name: ClassVar[str] = "FNA"
+    #: FNA's pipeline has a fixed order of jobs: the budget is not used
+    budget_aware: ClassVar[bool] = False
 
     def __init__(self, config: Union[FnaConfig, Mapping[str, Any], None] = None) -> None:
         if config is None or isinstance(config, Mapping):
@@ -117,8 +121,8 @@ class FnaPipeline:
 
     # ---- the SearchStrategy interface -------------------------------------------------------------
 
-    def ask(self) -> list[FnaJob]:
-        """Jobs not returned before, in proposal order; ``[]`` while waiting for results."""
+    def ask(self, budget: Budget | None = None) -> list[FnaJob]:
+        """Jobs not returned before, in proposal order; ``[]`` while waiting for results (``budget`` unused)."""
         out = [self._jobs[j] for j in self._unasked]
         self._unasked = []
         return out

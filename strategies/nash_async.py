@@ -65,6 +65,7 @@ from nni_nas_ext.core.config import Config, option
 from nni_nas_ext.core.jobs import Candidate
 
 from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, CandidateLedger, accuracy_of
+from .base import Budget
 from .nash import NashConfig, draw_children, nash_morphisms
 from .trial_costs import TRAIN_VAL_FACTOR, TrialCosts
 
@@ -81,15 +82,6 @@ _FINAL_FILL_MAX = 3
 #: the seed's final training starts while the last climbing trials run and fills its slot to the deadline (the
 #: seed is usually the smallest network, so it may take many more epochs than the winner's in that time)
 _SEED_FINAL_FILL_MAX = 1000
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What the caller knows of the resources left (``None``: unknown / unlimited)."""
-
-    free_slots: Optional[int] = None
-    seconds_left: Optional[float] = None
-    trials_left: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +129,7 @@ class AsyncHillClimbing(CandidateLedger):
     phases: ClassVar[tuple[str, ...]] = (PHASE_SEED, _CLIMB, PHASE_FINAL, PHASE_DONE, PHASE_FAILED)
     generation_key: ClassVar[str] = "step"
     logger: ClassVar[logging.Logger] = logger
-    #: ``ask`` takes a :class:`Budget` (the NNI adapter passes one, a free slot at a time)
+    #: ``ask`` uses its :class:`~.base.Budget` (the NNI adapter passes one, a free slot at a time)
     budget_aware: ClassVar[bool] = True
     config: AsyncNashConfig
 

@@ -48,6 +48,7 @@ from nni_nas_ext.core.jobs import Candidate
 from nni_nas_ext.core.morphisms import MORPHISMS
 
 from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, CandidateLedger, accuracy_of
+from .base import Budget
 from .nash import draw_architecture, nash_morphisms
 
 __all__ = ["RandomMorphismConfig", "RandomMorphismSearch"]
@@ -145,8 +146,9 @@ class RandomMorphismSearch(CandidateLedger):
 
     # ---- the SearchStrategy interface -------------------------------------------------------------
 
-    def ask(self) -> list[Candidate]:
-        """New samples up to ``max_in_flight`` out at once (and the final trainings when their turn comes)."""
+    def ask(self, budget: Budget | None = None) -> list[Candidate]:
+        """New samples up to ``max_in_flight`` out at once (and the final trainings when their turn comes); the
+        budget is not used (a fixed number of samples)."""
         if self._phase == _SAMPLE:
             self._top_up()
             if all(self._told(cid) for cid in self._samples):

@@ -193,12 +193,15 @@ def _recording_random(seed: int) -> Any:
     from nni.nas.strategy import Random
 
     class RecordingRandom(Random):
-        """NNI's Random, remembering the final metrics it hears."""
+        """NNI's Random, remembering the final metrics and the trial ends it hears."""
 
         def _initialize(self, model_space: Any, engine: Any) -> Any:
             self.heard: list[tuple[dict[str, Any], Any]] = []
+            self.ended: list[tuple[dict[str, Any], str]] = []
             engine.register_model_event_callback(ModelEventType.FinalMetric,
                                                  lambda event: self.heard.append((event.model.sample, event.metric)))
+            engine.register_model_event_callback(
+                ModelEventType.TrainingEnd, lambda event: self.ended.append((event.model.sample, event.status.value)))
             return model_space
 
     RecordingRandom.__module__ = __name__

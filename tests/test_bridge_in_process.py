@@ -125,6 +125,43 @@ def test_in_process_resume_replays_missed_results_and_routes_rerun_trials(tmp_pa
     assert [s["mode"] for s in second["sessions"]] == ["start", "resume"]
 
 
+def test_in_process_resume_ends_a_parameter_nni_never_made_a_trial_of(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop came between the dispatcher's TR and the manager's submission: NNI lists no trial of that
+    parameter after the resume, so the strategy hears it end as failed instead of waiting for it forever."""
+    from nni.runtime.tuner_command_channel import CommandType
+
+    monkeypatch.setenv("NNI_CHECKPOINT_DIRECTORY", str(tmp_path))
+    monkeypatch.delenv("NNI_MODE", raising=False)
+    bridge, channel, thread = start_bridge(monkeypatch)
+    channel.push(CommandType.Initialize, {})
+    channel.push(CommandType.RequestTrialJobs, 3)
+    trials = channel.wait_sent(CommandType.NewTrialJob, 3)
+    samples = {t["parameter_id"]: t["parameters"]["sample"] for t in trials}
+    params = {t["parameter_id"]: t["parameters"] for t in trials}
+    stop_bridge(channel, thread)
+
+    rest = {"/metric-data": [], "/trial-jobs": [
+        {"trialJobId": tid, "status": "RUNNING",
+         "hyperParameters": [json.dumps({"parameter_id": pid, "parameters": params[pid]})]}
+        for tid, pid in (("A", 0), ("C", 2))]}  # parameter 1 never became a trial
+    monkeypatch.setenv("NNI_MODE", "resume")
+    bridge, channel, thread = start_bridge(monkeypatch, rest)
+    channel.push(CommandType.Initialize, {})
+    channel.push(CommandType.ImportData, [])
+    channel.push(CommandType.AddCustomizedTrialJob, [{"parameter_id": pid, "parameter_source": "resumed",
+                                                      "parameters": params[pid], "parameter_index": 0}
+                                                     for pid in (0, 2)])
+    channel.push(CommandType.RequestTrialJobs, 1)
+    channel.wait_sent(CommandType.NewTrialJob, 1)
+    stop_bridge(channel, thread)
+
+    assert bridge.strategy.ended == [(samples[1], "failed")]
+    records = json.loads((tmp_path / STATE_FILE_NAME).read_text())["trials"]
+    assert records["1"]["status"] == "LOST"
+    assert records["0"]["status"] == records["2"]["status"] == "resumed"
+
+
 def test_in_process_trial_end_follows_the_parameter_the_trial_really_ran(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from nni.runtime.tuner_command_channel import CommandType

@@ -1,4 +1,5 @@
-"""NASH hill climbing driven by a fake trainer (no torch training), and the contract every strategy meets.
+"""NASH hill climbing driven by a fake trainer (no torch training); the contract every strategy meets is in
+tests/test_strategy_contract.py, which shares this file's fake trainer.
 
 The fake trainer's validation accuracy is a function of the architecture (more parameters score higher)
 plus noise drawn from a generator seeded by the candidate itself, so results do not depend on the order
@@ -22,10 +23,9 @@ from nni_nas_ext.core.config import Config, ConfigError, describe_config, option
 from nni_nas_ext.core.jobs import Candidate, candidate_id
 from nni_nas_ext.search_spaces import nash_seed
 from nni_nas_ext.strategies import (
-    NONCONFORMING, HillClimbing, NashConfig, SearchStrategy, create_strategy, describe_strategy, list_strategies,
+    HillClimbing, NashConfig, SearchStrategy, create_strategy, describe_strategy, list_strategies,
     strategy_classes,
 )
-from nni_nas_ext.registry import list_searches
 
 SEED_ARCH = nash_seed((1, 8, 8), 10, (4, 8, 8))
 SMALL = {"n_steps": 2, "n_neighbours": 3, "n_morphisms": 2, "epochs_seed": 5, "epochs_neighbour": 3,
@@ -37,8 +37,15 @@ SMALL_EAS = {"episodes": 2, "children_per_episode": 2, "n_deeper": 1, "n_wider":
              "epochs_final": 1, "max_width": 64, "controller_hidden_size": 8, "controller_embedding_dim": 4, "seed": 0}
 #: A small random-morphism baseline: 5 samples, two out at a time.
 SMALL_RANDOM = {"n_samples": 5, "max_morphisms": 3, "epochs": 2, "epochs_final": 3, "max_in_flight": 2, "seed": 0}
+#: A small LEMONADE: two initial networks, four children, three of the front tested.
+SMALL_LEMONADE = {"n_initial": 2, "n_generated": 4, "epochs_seed": 2, "epochs_child": 1, "max_children": 4,
+                  "final_front_max": 3, "seed": 0}
+#: A small N2N: the teacher, two episodes of three students, the best student's final and the teacher's test.
+SMALL_N2N = {"episodes": 2, "students_per_episode": 3, "epochs_teacher": 2, "epochs_student": 1, "epochs_final": 1,
+             "policy_hidden_size": 8, "policy_embedding_dim": 4, "seed": 0}
 SMALL_CONFIGS: dict[str, dict[str, Any]] = {"nash": SMALL, "nash_async": SMALL, "eas": SMALL_EAS,
-                                            "net2net_random": SMALL_EAS, "random_morphism": SMALL_RANDOM}
+                                            "net2net_random": SMALL_EAS, "random_morphism": SMALL_RANDOM,
+                                            "lemonade": SMALL_LEMONADE, "n2n": SMALL_N2N, "n2n_random": SMALL_N2N}
 
 Result = Optional[Mapping[str, Any]]
 
@@ -83,79 +90,6 @@ def nash(**overrides: Any) -> HillClimbing:
 
 def trace(rounds: list[list[Candidate]]) -> list[tuple]:
     return [(c.id, c.parent, c.role, c.step, c.epochs) for r in rounds for c in r]
-
-
-# --------------------------------------------------------------------------------------------------
-# The contract, for every registered strategy
-# --------------------------------------------------------------------------------------------------
-
-
-def test_every_strategy_has_a_small_config() -> None:
-    ours = {n for n in list_searches(ours=True) if n not in NONCONFORMING}  # the registry's, FNA apart
-    assert set(SMALL_CONFIGS) == ours == set(list_strategies())
-
-
-@pytest.mark.parametrize("name", list_strategies())
-def test_contract_runs_to_the_end(name: str) -> None:
-    strategy = create_strategy(name, SEED_ARCH, SMALL_CONFIGS[name])
-    assert isinstance(strategy, SearchStrategy)
-    seen: set[str] = set()
-    while not strategy.finished:
-        asked = strategy.ask()
-        assert asked and strategy.ask() == []  # each candidate is handed out once
-        for c in asked:
-            assert isinstance(c, Candidate) and c.id not in seen
-            seen.add(c.id)
-            assert Candidate.from_dict(json.loads(json.dumps(c.to_dict()))) == c
-        json.dumps(strategy.state_dict(), allow_nan=False)
-        json.dumps(strategy.summary(), allow_nan=False)
-        for c in asked:
-            strategy.tell(c.id, fake_result(c))
-    assert strategy.ask() == []
-    summary = json.loads(json.dumps(strategy.summary(), allow_nan=False))
-    assert summary["status"] == "finished"
-    assert summary["winner"]["test_acc"] is not None and summary["seed"]["test_acc"] is not None
-
-
-@pytest.mark.parametrize("name", list_strategies())
-def test_contract_ignores_unknown_and_repeated_reports(name: str, caplog: pytest.LogCaptureFixture) -> None:
-    strategy = create_strategy(name, SEED_ARCH, SMALL_CONFIGS[name])
-    (first,) = strategy.ask()[:1]
-    with caplog.at_level(logging.WARNING):
-        assert strategy.tell("0123456789abcdef-9999", {"default": 1.0}) is False
-        assert strategy.tell(None, {"default": 1.0}) is False  # type: ignore[arg-type]
-        assert strategy.tell(first.id, fake_result(first)) is True
-        assert strategy.tell(first.id, {"default": 0.0}) is False
-    assert "unknown candidate" in caplog.text and "second result" in caplog.text
-
-
-@pytest.mark.parametrize("name", list_strategies())
-def test_contract_reproducible(name: str) -> None:
-    def run(seed: int) -> list[tuple]:
-        return trace(drive(create_strategy(name, SEED_ARCH, {**SMALL_CONFIGS[name], "seed": seed})))
-
-    assert run(3) == run(3)
-    assert run(3) != run(4)
-
-
-@pytest.mark.parametrize("name", list_strategies())
-def test_contract_state_round_trip(name: str) -> None:
-    original = create_strategy(name, SEED_ARCH, SMALL_CONFIGS[name])
-    drive_rounds = 0
-    while drive_rounds < 2:  # into the search, with candidates pending
-        for c in original.ask():
-            original.tell(c.id, fake_result(c))
-        drive_rounds += 1
-    pending = original.ask()
-    state = json.loads(json.dumps(original.state_dict()))
-    restored = create_strategy(name, SEED_ARCH, SMALL_CONFIGS[name])
-    restored.load_state_dict(state)
-    assert restored.ask() == []  # the pending candidates were handed out already
-    for strategy in (original, restored):
-        for c in pending:
-            strategy.tell(c.id, fake_result(c))
-    assert trace(drive(original)) == trace(drive(restored))
-    assert original.summary() == restored.summary()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -519,7 +453,8 @@ def test_candidate_round_trip_and_validation() -> None:
 
 
 def test_registry() -> None:
-    assert list_strategies() == ["nash", "nash_async", "eas", "net2net_random", "random_morphism"]
+    assert list_strategies() == ["nash", "nash_async", "eas", "net2net_random", "random_morphism", "lemonade", "n2n",
+                                 "n2n_random"]
     assert strategy_classes("nash") == (NashConfig, HillClimbing)
     strategy = create_strategy("nash", SEED_ARCH, {"n_steps": 1})
     assert isinstance(strategy, HillClimbing) and strategy.config.n_steps == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nni_nas_ext.core.config import ConfigError
+from nni_nas_ext.strategies.middleware import innermost_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,5 +84,6 @@ def test_eas_through_the_python_api_with_the_sequential_engine(tmp_path) -> None
     finally:
         experiment.stop()
     assert summary["status"] == "finished"
-    assert strategy.search.state_dict()["policy"]["controller"]["updates"] == 2  # one REINFORCE update per episode
+    policy = innermost_state(strategy.search.state_dict())["policy"]  # the search under its middleware
+    assert policy["controller"]["updates"] == 2  # one REINFORCE update per episode
     assert all(r["preservation_error"] < 1e-5 for r in strategy._results.values() if r["role"] == "child")

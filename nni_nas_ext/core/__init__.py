@@ -2,13 +2,14 @@
 
 * :mod:`.architecture` -- frozen architecture values, validation with shape inference, (de)serialisation;
 * :mod:`.builder` -- ``torch.nn.Module`` from an architecture, with node-derived parameter names;
-* :mod:`.morphisms` -- function-preserving operators and their weight transformations;
+* :mod:`.morphisms` -- function-preserving operators, compressions and their weight transformations;
 * :mod:`.preservation` -- measure the output difference between a parent and a child;
 * :mod:`.config` -- typed, frozen settings dataclasses validated from their field metadata (every layer's);
 * :mod:`.jobs` -- what a search hands to a trial, the wire format's two payload kinds: :class:`Candidate`
   (the morphism searches) and :class:`FnaJob` (FNA's pipeline);
 * :mod:`.mbconv` -- the MobileNetV2 family: its values and costs, network builder and torchvision checkpoints;
-* :mod:`.remap` -- FNA's parameter remapping (state_dict in, state_dict out).
+* :mod:`.remap` -- FNA's parameter remapping (state_dict in, state_dict out);
+* :mod:`.rewards` -- N2N learning's reward (compression times relative accuracy).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from .config import Config, ConfigError, ConfigRow, describe_config, option, par
 from .errors import ArchitectureError, MorphismError
 from .jobs import JOB_KINDS, ROLES, TRAIN_ON, Candidate, FnaJob, candidate_id
 from .morphisms import (
-    MORPHISMS, AddSkip, Branch, ConcatSkip, Deepen, Morphism, MorphismResult, WeightTransform, Widen, WidenKernel,
-    create_morphism, list_morphisms, random_chain, replay,
+    COMPRESSIONS, MORPHISMS, AddSkip, Branch, ConcatSkip, Deepen, Morphism, MorphismResult, RemoveLayer, RemoveSkip,
+    Shrink, WeightTransform, Widen, WidenKernel, chain_is_exact, create_morphism, list_compressions, list_morphisms,
+    random_chain, replay, step_is_exact,
 )
 from .preservation import PreservationError, max_output_difference, preservation_error
 from .summary import summarize
@@ -36,6 +38,9 @@ __all__ = [
     "PreservationError", "Step", "WeightTransform", "Widen", "WidenKernel", "activation_moments",
     "build_module", "create_morphism", "list_morphisms", "max_output_difference", "preservation_error",
     "random_chain", "replay", "state_key", "summarize",
+]
+__all__ += [
+    "COMPRESSIONS", "RemoveLayer", "RemoveSkip", "Shrink", "chain_is_exact", "list_compressions", "step_is_exact",
 ]
 __all__ += [
     "JOB_KINDS", "ROLES", "TRAIN_ON", "Candidate", "Config", "ConfigError", "ConfigRow", "FnaJob", "candidate_id",

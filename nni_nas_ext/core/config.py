@@ -115,6 +115,11 @@ class Config:
         """The configuration as plain JSON (sequences as lists); :func:`parse_config` reads it back."""
         return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    def check_task(self, task: Config) -> None:
+        """Checks across configurations: raise :class:`ConfigError` if the trials' configuration ``task`` cannot
+        give this one what it needs (e.g. a strategy minimising latency needs trials that measure it). The
+        settings splitter calls it on the strategy's configuration; nothing to check by default."""
+
 
 class ConfigRow(NamedTuple):
     """One key of a configuration, for documentation and command-line help."""

@@ -137,6 +137,7 @@ def build_fna(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
 
     from .mbconv_space import FnaModelSpace, make_fna_evaluator
     from .nas_strategy import MorphismStrategy
+    from .search import with_middleware
 
     fna, task, adaptation = split_fna_settings(settings)
     from .search import _check_checkpoint_dir
@@ -148,7 +149,8 @@ def build_fna(settings: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
     else:
         check_seed_checkpoint(fna.seed_checkpoint, target.input_shape[1])
     adaptation_args = {k: v for k, v in adaptation.to_dict().items() if k not in _ADAPTATION_EXCLUDED}
-    return FnaModelSpace(), make_fna_evaluator(task.to_dict(), adaptation_args), MorphismStrategy(FnaPipeline(fna))
+    return (FnaModelSpace(), make_fna_evaluator(task.to_dict(), adaptation_args),
+            MorphismStrategy(with_middleware(FnaPipeline(fna))))
 
 
 class FnaClassArgsValidator(BridgeClassArgsValidator):

@@ -25,7 +25,7 @@ from nni.nas.strategy import Strategy
 
 from nni_nas_ext.core.jobs import Candidate
 from nni_nas_ext.strategies.base import SearchStrategy
-from nni_nas_ext.strategies.nash_async import Budget
+from nni_nas_ext.strategies.base import Budget
 
 from .space import ARCHITECTURE_LABEL
 
@@ -51,7 +51,7 @@ class MorphismStrategy(Strategy):
         Seconds between checks for new work while waiting for results.
     """
 
-    def __init__(self, search: SearchStrategy, *, poll_interval: float = 1.0,
+    def __init__(self, search: SearchStrategy[Candidate], *, poll_interval: float = 1.0,
                  budget_source: Callable[[], Budget | None] | None = None) -> None:
         super().__init__()
         self.search = search
@@ -67,7 +67,10 @@ class MorphismStrategy(Strategy):
         self.mismatches: list[tuple[str, str]] = []  # (candidate NNI paired the result with, candidate reported)
 
     def extra_repr(self) -> str:
-        return f"search={type(self.search).__name__}"
+        search: Any = self.search
+        while hasattr(search, "inner"):  # the search under its middleware
+            search = search.inner
+        return f"search={type(search).__name__}"
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
@@ -81,7 +84,7 @@ class MorphismStrategy(Strategy):
         self.engine.unregister_model_event_callback(ModelEventType.TrainingEnd, self._on_training_end)
 
     def _run(self) -> None:
-        if getattr(self.search, "budget_aware", False):
+        if self.search.budget_aware:
             self._run_budget_aware()
             return
         while True:
@@ -115,7 +118,7 @@ class MorphismStrategy(Strategy):
             budget = Budget(free_slots=1, seconds_left=known.seconds_left if known else None,
                             trials_left=known.trials_left if known else None)
             with self._lock:
-                batch = self.search.ask(budget)  # type: ignore[call-arg]
+                batch = self.search.ask(budget)
             for candidate in batch:
                 self._submit(candidate)
             if not batch:
@@ -199,10 +202,10 @@ class MorphismStrategy(Strategy):
             # Candidates whose trials NNI had when the experiment stopped are not handed out again: `nnictl resume`
             # re-runs those trials itself (and a re-run of a finished one re-reports its stored result). Those the
             # search had handed out but that were never submitted (the stop came first) go out again.
-            pending = list(getattr(self.search, "pending", []))
+            pending = list(self.search.pending)
             unsubmitted = [cid for cid in pending if cid not in self._candidates]
             if unsubmitted:
-                self.search.reissue_pending(unsubmitted)  # type: ignore[attr-defined]
+                self.search.reissue_pending(unsubmitted)
             if pending:
                 _log.info("restored with %d candidate(s) pending: %s re-run by NNI, %s handed out again",
                           len(pending), [c for c in pending if c not in unsubmitted] or "none", unsubmitted or "none")

@@ -13,8 +13,8 @@ be checked on this machine is checked here first, in this order, and the first p
    ranges, NaN/inf, empty lists);
 4. with ``resources=True``: the datasets the search needs exist and load (the same
    :func:`~nni_nas_ext.trial_code.datasets.load_dataset` the dispatcher calls), FNA's ``seed_checkpoint``
-   loads, and ``checkpoint_dir`` is a folder this user can write or create and not a system folder
-   (:func:`~nni_nas_ext.trial_code.checkpoints.checkpoint_dir_unusable`).
+   loads, N2N's ``teacher`` loads and fits the dataset, and ``checkpoint_dir`` is a folder this user can write or
+   create and not a system folder (:func:`~nni_nas_ext.trial_code.checkpoints.checkpoint_dir_unusable`).
 
 A tuner that is not ours passes steps 3 and 4 unjudged (nnictl and that tuner judge it).
 """
@@ -41,6 +41,7 @@ class _Needs:
     datasets: list[tuple[str, str, Any]] = field(default_factory=list)
     checkpoint_dir: str | None = None
     seed_checkpoint: str | None = None
+    teacher: str | None = None  # N2N's given teacher (an export folder or a checkpoint)
 
 
 def check_experiment_config(path: str | Path, *, resources: bool = True) -> None:
@@ -160,7 +161,11 @@ def _validate(validator: Any, class_args: dict[str, Any]) -> _Needs:
     if isinstance(validator, SearchClassArgsValidator):
         from .search import split_settings
 
-        task = split_settings(class_args, validator.search_name)[1]
+        search, task, _ = split_settings(class_args, validator.search_name)
+        teacher = getattr(search, "teacher", None)
+        if teacher is not None:
+            return _Needs([("dataset", "dataset_root", task.dataset_spec())], task.checkpoint_dir,  # type: ignore[attr-defined]
+                          teacher=teacher)
     elif isinstance(validator, NniStrategyClassArgsValidator):
         from .baselines.nni_strategies import split_strategy_settings
 
@@ -201,6 +206,18 @@ def _check_resources(config: Path, needs: _Needs) -> None:
             check_seed_checkpoint(needs.seed_checkpoint, target.input_shape[1])
         except ValueError as exc:
             raise PreflightError(f"{config}: tuner.classArgs: {exc}") from None
+    if needs.teacher is not None:
+        from .n2n import load_teacher
+
+        data = loaded[needs.datasets[0][2]]
+        try:
+            arch = load_teacher(needs.teacher)[0]
+        except ValueError as exc:
+            raise PreflightError(f"{config}: tuner.classArgs: {exc}") from None
+        if tuple(arch.input_shape) != tuple(data.input_shape) or arch.num_classes != data.num_classes:
+            raise PreflightError(f"{config}: tuner.classArgs: teacher={needs.teacher!r} takes input "
+                                 f"{tuple(arch.input_shape)} with {arch.num_classes} classes, but the dataset has "
+                                 f"{tuple(data.input_shape)} with {data.num_classes}: give a teacher trained on it")
 
 
 def _show(value: Any) -> str:

@@ -26,7 +26,7 @@ from nni_nas_ext.core.config import Config, ConfigError, describe_config, option
 from nni_nas_ext.search_spaces import create_seed
 from nni_nas_ext.strategies import strategy_classes
 
-__all__ = ["SeedConfig", "build_nash", "build_search", "search_settings", "split_settings"]
+__all__ = ["SeedConfig", "build_nash", "build_search", "search_settings", "split_settings", "with_middleware"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ def split_settings(settings: Mapping[str, Any] | None, strategy: str = "nash") -
         for cls in owners[key]:  # "seed" seeds both the search and the trials
             parts[cls][key] = value
     search, task, seed = (parse_config(cls, parts[cls]) for cls in classes)
+    search.check_task(task)  # a search that needs something of the trials says so (Config.check_task)
     return search, task, seed  # type: ignore[return-value]
 
 
@@ -94,7 +95,9 @@ def build_search(strategy: str, settings: Mapping[str, Any] | None) -> tuple[Any
     """``(model_space, evaluator, strategy)`` for the search named ``strategy`` with these settings.
 
     Loads the dataset once (to size the seed network, and so that missing data stops the search at once
-    with the message that says where it looked).
+    with the message that says where it looked). A search whose configuration names a ``teacher`` (N2N) starts
+    from that network instead of the seed: its weights are copied into the checkpoint store first
+    (:func:`~nni_nas_ext.nni.n2n.import_teacher`).
     """
     from nni_nas_ext.trial_code.datasets import load_dataset
 
@@ -105,9 +108,25 @@ def build_search(strategy: str, settings: Mapping[str, Any] | None) -> tuple[Any
     config, task, seed_config = split_settings(settings, strategy)
     _check_checkpoint_dir(task.checkpoint_dir)  # type: ignore[attr-defined]
     data = load_dataset(task.dataset_spec())  # type: ignore[attr-defined]
-    seed = seed_config.build(data.input_shape, data.num_classes)
+    teacher = getattr(config, "teacher", None)
+    if teacher is not None:
+        from .n2n import import_teacher
+
+        seed = import_teacher(teacher, task.checkpoint_dir, data.input_shape,  # type: ignore[attr-defined]
+                              data.num_classes)
+    else:
+        seed = seed_config.build(data.input_shape, data.num_classes)
     search = strategy_classes(strategy)[1](seed, config)
-    return MorphismModelSpace(seed), make_evaluator(task.to_dict()), MorphismStrategy(search)
+    return MorphismModelSpace(seed), make_evaluator(task.to_dict()), MorphismStrategy(with_middleware(search))
+
+
+def with_middleware(search: Any) -> Any:
+    """``search`` as the NNI adapters run it: a training it did before is answered, not run again
+    (:class:`~nni_nas_ext.strategies.middleware.Deduplication`), and a trial lost without a result is run once more
+    before the search hears of it (:class:`~nni_nas_ext.strategies.middleware.FailureHandler`)."""
+    from nni_nas_ext.strategies.middleware import Deduplication, FailureHandler, chain
+
+    return chain(search, Deduplication, FailureHandler)
 
 
 def _check_checkpoint_dir(path: str | None) -> None:

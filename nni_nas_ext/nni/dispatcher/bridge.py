@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from nni.nas.space import ExecutableModelSpace
     from nni.nas.strategy import Strategy
 
-    from nni_nas_ext.strategies.nash_async import Budget
+    from nni_nas_ext.strategies.base import Budget
 
 __all__ = ["BridgeClassArgsValidator", "StrategyBridge"]
 

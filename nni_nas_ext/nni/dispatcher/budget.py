@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nni.experiment import Experiment
 
-    from nni_nas_ext.strategies.nash_async import Budget
+    from nni_nas_ext.strategies.base import Budget
 
 __all__ = ["duration_seconds", "read_budget"]
 
@@ -28,7 +28,7 @@ def read_budget(binding: Experiment | None, trial_jobs: Callable[[], list[Any]],
     ``trial_jobs`` lists NNI's trials (the REST API's ``/trial-jobs``); ``recorded`` is the number of models
     the search has sent (the bridge's records): the larger of the two counts as used.
     """
-    from nni_nas_ext.strategies.nash_async import Budget
+    from nni_nas_ext.strategies.base import Budget
 
     try:
         profile = binding.get_experiment_profile() if binding is not None else {}

@@ -237,6 +237,35 @@ class CommandLoop:
                         self.engine.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Trained))
                     self._save_state()
         self.on_resume(self.state, entries)
+        self._fail_lost_trials()
+
+    def _fail_lost_trials(self) -> None:
+        """After ``ImportData``: a parameter the search sent but of which NNI made no trial (the stop came between
+        the dispatcher's ``TR`` and the manager's submission) ends as a trial lost without a result, so that the
+        strategy (its ``FailureHandler``) hands the candidate out again instead of waiting for it forever.
+
+        NNI's trial list is read only for the parameter ids it holds: nothing in it is run or trusted further."""
+        assert self.state is not None and self.engine is not None
+        from nni.nas.execution.event import TrainingEndEvent
+        from nni.nas.space import ModelStatus
+
+        listed = {p["parameter_id"] for _, p in self.listed_parameters()
+                  if isinstance(p.get("parameter_id"), int) and not isinstance(p.get("parameter_id"), bool)}
+        with self._lock:
+            lost = sorted(int(k) for k, v in self.state.trials.items()
+                          if v.get("status") == "submitted" and int(k) not in listed)
+            for parameter_id in lost:
+                self._record(parameter_id, status="LOST")
+        if not lost:
+            return
+        _log.warning("Parameter id(s) %s were sent to NNI just before the stop but NNI made no trial of them: "
+                     "their candidates count as lost without a result", lost)
+        for parameter_id in lost:
+            model = self.model_for(parameter_id)
+            if model is not None:
+                model.status = ModelStatus.Training
+                self.engine.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Failed))
+        self._save_state()
 
     def _on_resumed_trials(self, entries: list[dict[str, Any]]) -> None:
         """``AddCustomizedTrialJob``: trials that were running at ``nnictl stop`` and that NNI now re-runs with

@@ -214,9 +214,10 @@ class BridgeState:
     """What the bridge checkpoints: the strategy's ``state_dict`` and one record per submitted model.
 
     A record (``trials[str(parameter_id)]``) holds ``parameter_id``, ``sample``, ``status`` (``submitted``,
-    ``resumed``: NNI re-runs it after ``nnictl resume``, ``finished``, or the final trial status such as
-    ``FAILED``), and, once known, ``trial_job_id``, ``metric`` (the final metric as the trial reported it) and
-    ``source`` (``metric``: heard live, ``import``: learned from NNI's ``ImportData`` on resume).
+    ``resumed``: NNI re-runs it after ``nnictl resume``, ``finished``, ``LOST``: sent just before a stop and
+    never made a trial by NNI, or the final trial status such as ``FAILED``), and, once known, ``trial_job_id``,
+    ``metric`` (the final metric as the trial reported it) and ``source`` (``metric``: heard live, ``import``:
+    learned from NNI's ``ImportData`` on resume).
     """
 
     def __init__(self, path: Path) -> None:
