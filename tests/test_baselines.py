@@ -238,6 +238,40 @@ def test_the_evaluator_trains_with_our_schedule_and_reports_the_contract(digits)
     assert again["default"] == result["default"]
 
 
+def test_the_evaluator_reports_the_size_penalised_reward_and_keeps_the_weights(digits, tmp_path: Path) -> None:
+    from nni_nas_ext.nni.baselines.cnn_space import size_penalised_reward, with_size_penalty
+    from nni_nas_ext.trial_code.checkpoints import CheckpointStore
+    from nni_nas_ext.trial_code.training import evaluate
+
+    task, data = digits
+    space = ConvStageSpace((1, 8, 8), 10, widths=(4, 8))
+    sample = _sample((4, 8, 8), depth=2, skip="yes")
+    plain = train_cnn_sample(space.freeze(sample), task.to_dict(), 1, ListReporter(), data=data)
+    assert "val_acc" not in plain and "weights" not in plain  # the defaults: what the trials always reported
+    reporter = ListReporter()
+    settings = {**task.to_dict(), "checkpoint_dir": str(tmp_path / "ckpt")}
+    result = train_cnn_sample(space.freeze(sample), settings, 1, reporter, data=data, reward_size_weight=0.02,
+                              keep_weights=True)
+    (final,) = reporter.finals
+    assert final == result
+    assert final["val_acc"] == plain["default"]  # the same training (same seed and sequence)
+    assert final["default"] == pytest.approx(plain["default"] - 0.02 * math.log10(final["params"]))
+    assert final["reward_size_weight"] == 0.02 and final["sample"] == sample
+    assert len(reporter.intermediates) == 1 and "val_acc" not in reporter.intermediates[0]  # per epoch: as before
+    path = Path(final["weights"])
+    assert path == tmp_path / "ckpt" / "nni-trial-00000.pt"
+    kept = CheckpointStore(path.parent).load_weights(path.stem)
+    assert kept.meta == {"rebuild": {"sample": sample}, "params": final["params"]}
+    model = build_cnn_space_model(sample, (1, 8, 8), 10)
+    model.load_state_dict(kept.state_dict)  # strict: every tensor of the network, nothing else
+    assert abs(evaluate(model, data.val_x, data.val_y) - final["val_acc"]) <= 0.05
+    assert size_penalised_reward(0.9, 100_000, 0.02) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match=r"params >= 1 and weight >= 0 must hold, but got params=0"):
+        size_penalised_reward(0.9, 0, 0.02)
+    failed = {"default": 0.0, "failed": "TrainingDiverged: nan"}
+    assert with_size_penalty(failed, 0.02) == failed
+
+
 # --------------------------------------------------------------------------------------------------
 # NNI's strategies: settings and the bridge tuner
 # --------------------------------------------------------------------------------------------------
@@ -255,6 +289,10 @@ def test_strategy_settings_split_and_build() -> None:
 
     assert isinstance(nni_strategy, RegularizedEvolution) and nni_strategy.population_size == 6
     assert model_space.input_shape == (1, 8, 8) and evaluator.arguments["epochs"] == 2
+    assert evaluator.arguments["reward_size_weight"] == 0.0 and evaluator.arguments["keep_weights"] is False
+    _, sized, _ = build_nni_strategy_search({"strategy": "regularized_evolution", "dataset": "digits",
+                                             "reward_size_weight": 0.02, "keep_weights": True})
+    assert sized.arguments["reward_size_weight"] == 0.02 and sized.arguments["keep_weights"] is True
     _, _, random_strategy = build_nni_strategy_search({"strategy": "random", "dataset": "digits", "dedup": False})
     assert isinstance(random_strategy, Random)
 
@@ -269,6 +307,7 @@ def test_strategy_settings_split_and_build() -> None:
     ({"strategy": "random", "epoch": 2}, r"unknown setting 'epoch'; did you mean 'epochs'"),
     ({"strategy": "random", "kernels": [2]}, r"every kernel must be odd"),
     ({"strategy": "random", "lr": 0}, r"'lr' must be float"),
+    ({"strategy": "regularized_evolution", "reward_size_weight": -0.1}, r"'reward_size_weight'"),
 ])
 def test_strategy_settings_errors_name_key_and_value(settings: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):

@@ -36,8 +36,9 @@ from nni_nas_ext.trial_code.trial import Reporter, TaskConfig, train_from_scratc
 
 __all__ = ["main", "parse_arguments", "train_graph"]
 
-#: TaskConfig keys a NetworkMorphism trial does not use (it keeps no checkpoints and measures no preservation)
-_UNUSED = frozenset({"checkpoint_dir", "calibration_size"})
+#: TaskConfig keys a NetworkMorphism trial does not use (it keeps no checkpoints, measures no preservation and
+#: trains from scratch: no parent to distil from)
+_UNUSED = frozenset({"checkpoint_dir", "calibration_size", "distill_weight", "distill_temperature"})
 
 
 def train_graph(graph_json: str, task: TaskConfig, epochs: int, reporter: Reporter, *, sequence: int = 0,

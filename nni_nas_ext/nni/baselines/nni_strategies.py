@@ -5,15 +5,22 @@
 dispatcher bridge, which runs them under ``nnictl`` as it runs our searches. The keys are those of three
 typed configurations (``seed`` goes to both the strategy and the trials):
 
-* :class:`NniStrategyConfig` -- which NNI strategy, its parameters (NNI's names and defaults), epochs;
+* :class:`NniStrategyConfig` -- which NNI strategy, its parameters (NNI's names and defaults), epochs, and two
+  options of the trials for the multi-objective benchmark, off by default: the size-penalised reward
+  (``reward_size_weight``) and keeping the trained weights (``keep_weights``; see
+  :mod:`nni_nas_ext.nni.baselines.cnn_space`);
 * :class:`~nni_nas_ext.search_spaces.cnn_space.CnnSpaceConfig` -- the choices of the space;
 * :class:`~nni_nas_ext.trial_code.trial.TaskConfig` -- the trials (dataset, split, lr, batch size, threads...),
-  without the checkpoint keys (these trials keep no checkpoints).
+  without the checkpoint keys (these trials keep no weights to inherit; ``keep_weights`` keeps them in the
+  experiment's own store).
 
 The strategies are NNI's, unchanged: ``Random`` samples uniformly (``nni/nas/strategy/bruteforce.py``);
 ``RegularizedEvolution`` is aging evolution (Real et al., *Regularized Evolution for Image Classifier
 Architecture Search*, AAAI 2019, Algorithm 1; ``nni/nas/strategy/evolution.py``). Both run until NNI's
-budget (``maxTrialNumber`` / ``maxExperimentDuration``) ends, or, with ``dedup``, the space is exhausted.
+budget (``maxTrialNumber`` / ``maxExperimentDuration``) ends, or, with ``dedup``, the space is exhausted. They
+maximise the trials' ``default``: the validation accuracy, or with ``reward_size_weight`` w > 0 the reward
+``val_acc - w * log10(params)`` (MnasNet-style, Tan et al. CVPR 2019; the accuracy is then reported as
+``val_acc``).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ __all__ = ["NNI_STRATEGIES", "NniStrategyConfig", "build_nni_strategy_search", "
 #: Our names of NNI's strategies.
 NNI_STRATEGIES = ("random", "regularized_evolution")
 #: TaskConfig keys these trials do not use.
-_UNUSED_TASK_KEYS = frozenset({"checkpoint_dir", "calibration_size"})
+_UNUSED_TASK_KEYS = frozenset({"checkpoint_dir", "calibration_size", "distill_weight", "distill_temperature"})
 _EVOLUTION_ONLY = ("population_size", "sample_size", "mutation_prob", "crossover")
 
 
@@ -55,6 +62,13 @@ class NniStrategyConfig(Config):
                                             doc="regularized_evolution: probability to mutate each choice (NNI: 0.05)")
     crossover: Optional[bool] = option(None, doc="regularized_evolution: cross two tournament winners (NNI: false)")
     dedup: bool = option(True, doc="never sample one architecture twice (NNI: true)")
+    reward_size_weight: float = option(
+        0.0, minimum=0.0, maximum=1.0,
+        doc="w > 0: the trials report default = val_acc - w * log10(params) (a MnasNet-style size-penalised "
+            "reward, the accuracy as val_acc), which the strategy maximises; 0: the validation accuracy (not NNI's)")
+    keep_weights: bool = option(
+        False, doc="keep each trial's trained weights in <experiment folder>/checkpoints (safe format), named by "
+                   "the result's 'weights' (not NNI's)")
     seed: int = option(0, minimum=0, maximum=2**31 - 1, doc="seed of NNI's strategy and of the trials")
 
     def __post_init__(self) -> None:
@@ -108,7 +122,8 @@ def split_strategy_settings(settings: Mapping[str, Any] | None) -> tuple[NniStra
     for key, value in settings.items():
         if key in _UNUSED_TASK_KEYS:
             raise ConfigError(f"{key!r} is not a setting of NNI's strategies: their trials keep no checkpoints "
-                              f"and measure no function preservation; remove it", key=key, value=value)
+                              f"(keep_weights: in the experiment's own folder), measure no function preservation "
+                              f"and train from scratch (no parent to distil from); remove it", key=key, value=value)
         if key not in owners:
             close = difflib.get_close_matches(str(key), list(owners), n=3)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
@@ -137,4 +152,6 @@ def build_nni_strategy_search(settings: Mapping[str, Any] | None) -> tuple[Any, 
     space = ConvStageSpace(tuple(data.input_shape), data.num_classes, n_stages=space_config.n_stages,
                            depths=space_config.depths, widths=space_config.widths, kernels=space_config.kernels,
                            skip=space_config.skip)
-    return space, make_cnn_evaluator(task.to_dict(), config.epochs), config.create()
+    evaluator = make_cnn_evaluator(task.to_dict(), config.epochs, reward_size_weight=config.reward_size_weight,
+                                   keep_weights=config.keep_weights)
+    return space, evaluator, config.create()
