@@ -1,0 +1,225 @@
+"""N2N learning's benchmark (issue 18): compress a NASH winner; N2N's policy against random actions at one budget.
+
+The protocol, fixed before any run:
+
+* **Per seed** (default 0, 1, 2), in-process through NNI's sequential engine (one trial at a time, one torch thread;
+  no nnictl, so every CPU-second is a trial's or the search's own):
+
+  1. **the teacher**: a NASH search with the settings of ``examples/fashion-mnist.yml`` (seed = the seed); the
+     teacher is its winner's *search* checkpoint (trained on the training split only, never on the validation
+     images the rewards are measured on);
+  2. **N2N** and **N2NRandom**, each with the settings of ``examples/n2n-fashion-mnist.yml`` and that teacher
+     (``teacher: <checkpoint>``): the same episodes, students and epochs; the teacher measured once as it is.
+
+* **Figures per run**: the mean reward of each episode; the best student's parameters and test accuracy (after its
+  final training on train+val, tested once) against the teacher's (tested once as it is); the compression (the
+  teacher's parameters / the student's) and the accuracy loss in points; the run's CPU-minutes (process CPU time).
+* **The criterion of the issue**: a student with >= 4x fewer parameters than its teacher at <= 1.0 point test
+  accuracy loss.
+* **Report**: ``summary.md`` (per contestant mean +- std over seeds, per run, whether the criterion holds, the
+  budget in CPU-minutes) and ``rewards.png`` (mean reward per episode, mean +- std over seeds, N2N against
+  N2NRandom); ``results.json`` holds every run and is written as each ends, so re-running resumes.
+
+Example::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compare_n2n.py --seeds 0 1 2
+    .venv/bin/python benchmarks/compare_n2n.py --quick --out /tmp/n2n-smoke      # digits, tiny budgets: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTESTANTS = ("n2n", "n2n_random")
+CRITERION = {"min_compression": 4.0, "max_loss_points": 1.0}
+#: the --quick settings: digits, tiny budgets (a smoke test of the script, not a measurement)
+QUICK_TEACHER = {"dataset": "digits", "limit": None, "val_fraction": 0.2, "batch_size": 64, "n_steps": 1,
+                 "n_neighbours": 2, "n_morphisms": 1, "epochs_seed": 4, "epochs_neighbour": 1, "epochs_final": 0,
+                 "seed_widths": [8, 16, 16]}
+QUICK_N2N = {"dataset": "digits", "limit": None, "val_fraction": 0.2, "batch_size": 64, "episodes": 2,
+             "students_per_episode": 2, "epochs_student": 1, "epochs_final": 1}
+
+
+def class_args(config: Path) -> dict[str, Any]:
+    """The ``tuner.classArgs`` of an example config."""
+    return dict(yaml.safe_load(config.read_text())["tuner"]["classArgs"])
+
+
+def run_search(name: str, settings: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
+    """Run one search in-process (NNI's sequential engine); its summary and the CPU-seconds it took."""
+    from nni.nas.experiment import NasExperiment, NasExperimentConfig
+    from nni.nas.experiment.config import SequentialEngineConfig
+
+    from nni_nas_ext.nni.search import build_search
+
+    cpu = time.process_time()
+    space, evaluator, strategy = build_search(name, dict(settings))
+    config = NasExperimentConfig("sequential", "simplified", "local")
+    config.execution_engine = SequentialEngineConfig(continue_on_failure=True)
+    experiment = NasExperiment(space, evaluator, strategy, config)
+    try:
+        experiment.run(wait_completion=True)
+        summary = strategy.search.summary()
+    finally:
+        experiment.stop()
+    return summary, time.process_time() - cpu
+
+
+def teacher_checkpoint(summary: Mapping[str, Any], store: Path) -> Path:
+    """The NASH winner's search checkpoint (trained on the training split only)."""
+    winner = summary.get("winner") or {}
+    if summary.get("status") != "finished" or not winner.get("candidate"):
+        raise RuntimeError(f"the teacher's NASH search did not finish with a winner: {summary.get('reason')}")
+    path = store / f"{winner['candidate']}.pt"
+    if not path.is_file():
+        raise RuntimeError(f"the NASH winner's checkpoint {path} is missing")
+    return path
+
+
+def run_figures(summary: Mapping[str, Any], cpu_s: float) -> dict[str, Any]:
+    """What a run of N2N or N2NRandom is judged by (module docstring)."""
+    teacher, student = summary["seed"], summary["winner"] or {}
+    figures: dict[str, Any] = {
+        "status": summary["status"], "reason": summary.get("reason"), "mean_rewards": summary["mean_rewards"],
+        "teacher_params": teacher["params"], "teacher_test_acc": teacher["test_acc"],
+        "student": student.get("candidate"), "student_params": student.get("params"),
+        "student_test_acc": student.get("test_acc"), "lineage": student.get("lineage"),
+        "cpu_minutes": round(cpu_s / 60.0, 2)}
+    if figures["student_params"] and figures["student_test_acc"] is not None and teacher["test_acc"] is not None:
+        figures["compression"] = teacher["params"] / figures["student_params"]
+        figures["loss_points"] = 100.0 * (teacher["test_acc"] - figures["student_test_acc"])
+        figures["criterion"] = (figures["compression"] >= CRITERION["min_compression"]
+                                and figures["loss_points"] <= CRITERION["max_loss_points"])
+    return figures
+
+
+def run_seed(seed: int, out: Path, results: dict[str, Any], *, quick: bool, save: Any) -> None:
+    """The teacher and every contestant of one seed (those already in ``results`` are skipped)."""
+    folder = out / f"seed{seed}"
+    nash_store = folder / "nash"
+    teacher = results["teachers"].get(str(seed))
+    if teacher is None:
+        settings = {**class_args(ROOT / "examples" / "fashion-mnist.yml"), **(QUICK_TEACHER if quick else {}),
+                    "seed": seed, "checkpoint_dir": str(nash_store)}
+        summary, cpu_s = run_search("nash", settings)
+        teacher = {"checkpoint": str(teacher_checkpoint(summary, nash_store)), "cpu_minutes": round(cpu_s / 60, 2),
+                   "params": summary["winner"]["params"], "val_acc": summary["winner"]["val_acc"]}
+        results["teachers"][str(seed)] = teacher
+        save()
+    for name in CONTESTANTS:
+        key = f"{name}-seed{seed}"
+        if key in results["runs"]:
+            continue
+        settings = {**class_args(ROOT / "examples" / "n2n-fashion-mnist.yml"), **(QUICK_N2N if quick else {}),
+                    "teacher": teacher["checkpoint"], "seed": seed, "checkpoint_dir": str(folder / name)}
+        summary, cpu_s = run_search(name, settings)
+        results["runs"][key] = {"contestant": name, "seed": seed, **run_figures(summary, cpu_s)}
+        save()
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {std:.3f}"
+
+
+def summary_markdown(results: Mapping[str, Any]) -> str:
+    """The report's table (module docstring)."""
+    lines = ["# N2N learning on a NASH teacher: N2N against N2NRandom", "",
+             f"Criterion: >= {CRITERION['min_compression']:g}x fewer parameters at <= "
+             f"{CRITERION['max_loss_points']:g} point test accuracy loss. Budget: CPU-minutes per run (process CPU "
+             "time, in-process, one torch thread); teachers' NASH searches are listed apart.", "",
+             "| contestant | runs | compression | test accuracy loss (points) | last episode's mean reward | "
+             "criterion met | CPU-minutes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in CONTESTANTS:
+        runs = [r for r in results["runs"].values() if r["contestant"] == name and "compression" in r]
+        lines.append(f"| {name} | {len(runs)} | {_mean_std([r['compression'] for r in runs])} | "
+                     f"{_mean_std([r['loss_points'] for r in runs])} | "
+                     f"{_mean_std([r['mean_rewards'][-1] for r in runs if r['mean_rewards']])} | "
+                     f"{sum(bool(r['criterion']) for r in runs)}/{len(runs)} | "
+                     f"{_mean_std([r['cpu_minutes'] for r in runs])} |")
+    lines += ["", "| run | teacher params, test acc | student params, test acc | compression | loss (points) | "
+              "CPU-minutes |", "| --- | --- | --- | --- | --- | --- |"]
+    for key, r in sorted(results["runs"].items()):
+        if "compression" not in r:
+            lines.append(f"| {key} | failed: {r.get('reason')} | | | | |")
+            continue
+        lines.append(f"| {key} | {r['teacher_params']:,}, {r['teacher_test_acc']:.4f} | {r['student_params']:,}, "
+                     f"{r['student_test_acc']:.4f} | {r['compression']:.2f}x | {r['loss_points']:.2f} | "
+                     f"{r['cpu_minutes']} |")
+    teachers = results["teachers"]
+    lines += ["", "Teachers (NASH winners, search checkpoints): " + "; ".join(
+        f"seed {s}: {t['params']:,} params, val acc {t['val_acc']:.4f}, {t['cpu_minutes']} CPU-minutes"
+        for s, t in sorted(teachers.items()))]
+    return "\n".join(lines) + "\n"
+
+
+def plot_rewards(results: Mapping[str, Any], path: Path) -> None:
+    """Mean reward per episode, mean +- std over seeds, one line per contestant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in CONTESTANTS:
+        curves = [r["mean_rewards"] for r in results["runs"].values() if r["contestant"] == name and r["mean_rewards"]]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        data = np.asarray([c[:n] for c in curves])
+        mean, std = data.mean(axis=0), data.std(axis=0)
+        episodes = np.arange(1, n + 1)
+        ax.plot(episodes, mean, marker="o", label=f"{name} ({len(curves)} seeds)")
+        ax.fill_between(episodes, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("episode")
+    ax.set_ylabel("mean reward C(2-C) acc_s/acc_t")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "n2n-fashion-mnist"))
+    parser.add_argument("--quick", action="store_true", help="digits and tiny budgets: a smoke test, no measurement")
+    args = parser.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {"teachers": {}, "runs": {}}
+    if results.get("quick", args.quick) != args.quick:
+        print(f"error: {path} holds {'quick' if results['quick'] else 'full'} runs; use another --out",
+              file=sys.stderr)
+        return 2
+    results["quick"] = args.quick
+
+    def save() -> None:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(path)
+
+    for seed in args.seeds:
+        run_seed(seed, out, results, quick=args.quick, save=save)
+    (out / "summary.md").write_text(summary_markdown(results))
+    plot_rewards(results, out / "rewards.png")
+    print(f"wrote {out / 'summary.md'}, {out / 'rewards.png'}, {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
