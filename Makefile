@@ -2,10 +2,12 @@
 #
 #   make test     create/reuse .venv (keyed on the lock), run `make lint`, then pytest; PYTEST_ARGS="..." to select
 #   make lint     the layers (import-linter), style (ruff) and types (mypy): .ci/lint.py
-#   make demo     the main job: nnictl create --config config.yml (NASH on digits), followed to the end
+#   make demo     the main job: nnictl create --config config.yml (NASH on digits), followed to the end; its report
 #   make bench    benchmarks/bench_core.py and bench_trial_loop.py in .venv
 #   make compare  strategies side by side (benchmarks/compare.py; MINUTES, SEEDS, CONTESTANTS, LIMIT)
 #   make compare-v2  protocol v2: 60 CPU-minutes per run, finals inside the budget (benchmarks/compare_v2.py)
+#   make compare-pareto  issue 16: Pareto fronts of (test error, parameters) at 30 CPU-minutes (compare_pareto.py)
+#   make compare-n2n  issue 18: N2N against N2NRandom compressing a NASH winner, 3 seeds (compare_n2n.py)
 #   make lock     re-resolve requirements/lock.txt from requirements/lock.in in a scratch venv
 #   make clean    build outputs and caches;  make distclean: also .venv
 #
@@ -107,11 +109,15 @@ lint: venv
 test: venv lint nni-fix browser
 	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-# The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner.
+# The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner, then
+# write the experiment's report (read from its folder, found through the portal still running on PORT) and print
+# where its index.html is.
 demo: venv nni-fix
 	@if grep -qE '^[^#]*dataset:[[:space:]]*fashion-mnist' $(CONFIG) && ! grep -qE '^[^#]*dataset_root:' $(CONFIG); then $(MAKE) --no-print-directory fashion-mnist-data; fi
 	@$(VENV_PY) -m nni_nas_ext setup
 	@$(VENV_PY) -m nni_nas_ext run --config $(CONFIG) --port $(PORT)
+	@echo ">> writing the experiment's report (python -m nni_nas_ext report --port $(PORT))"
+	@report=$$($(VENV_PY) -m nni_nas_ext report --port $(PORT)); echo ">> report: $$report (open it in a browser: it works offline)"
 
 bench: venv
 	@test -f benchmarks/bench_core.py || { echo "benchmarks/bench_core.py does not exist yet" >&2; exit 1; }
@@ -139,6 +145,20 @@ COMPARE_V2_ARGS ?=
 .PHONY: compare-v2
 compare-v2: venv nni-fix fashion-mnist-data
 	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare_v2.py $(COMPARE_V2_ARGS)
+
+# Issue 16: LEMONADE, NASH and NNI's size-penalised RegularizedEvolution, 15 wall-minutes = 30 CPU-minutes per run,
+# each run's front chosen on validation and tested once; resumes. make compare-pareto COMPARE_PARETO_ARGS="--seeds 0"
+COMPARE_PARETO_ARGS ?=
+.PHONY: compare-pareto
+compare-pareto: venv nni-fix fashion-mnist-data
+	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare_pareto.py $(COMPARE_PARETO_ARGS)
+
+# Issue 18: per seed a NASH teacher, then N2N and N2NRandom compressing it (in-process, NNI's sequential engine);
+# rewards per episode, compression and test accuracy loss; resumes. make compare-n2n COMPARE_N2N_ARGS="--seeds 0"
+COMPARE_N2N_ARGS ?=
+.PHONY: compare-n2n
+compare-n2n: venv fashion-mnist-data
+	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare_n2n.py $(COMPARE_N2N_ARGS)
 
 # Re-resolve the lock: scratch venv, top-level requirements + the project itself, freeze everything.
 lock:

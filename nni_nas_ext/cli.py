@@ -15,6 +15,8 @@ Commands
 ``export``  export the winner of an experiment (``--port``), or any checkpoint (``--checkpoint``).
 ``searches`` list the registry of searches (:mod:`nni_nas_ext.registry`); with a name, that search's settings
             (an unknown name: the close matches, exit 2).
+``report``  write an experiment's report from its folder (id or path; works after it stopped): an offline
+            ``index.html`` with the figures as PNG and SVG (:mod:`nni_nas_ext.report`); prints its path.
 """
 
 from __future__ import annotations
@@ -419,6 +421,12 @@ def _cmd_searches(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report.command import run_command
+
+    return run_command(args, lambda port: _rest(port, "experiment"), lambda port: _url("127.0.0.1", port))
+
+
 _EXAMPLES = """\
 examples:
   python -m nni_nas_ext setup                          # once per environment (what `make venv` runs)
@@ -428,6 +436,7 @@ examples:
   python -m nni_nas_ext summary --port 8080 --json | head -c 400
   python -m nni_nas_ext export --checkpoint <experiment folder>/checkpoints/<candidate>.pt --out winner
   python -m nni_nas_ext searches nash                  # a search's tuner and settings (no name: all searches)
+  python -m nni_nas_ext report <experiment id or folder>   # figures, lineage tree, trials: <folder>/report
 """
 
 
@@ -484,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
     sea = command("searches", "list the searches (name, tuner, ours or NNI's, benchmark contestants, title), or "
                               "show one search's tuner and settings", "python -m nni_nas_ext searches nash")
     sea.add_argument("name", nargs="?", default=None, help="the search to show (default: list them all)")
+    from .report.command import EPILOG, add_arguments  # standard library only at import
+
+    rep = sub.add_parser("report", help="write an experiment's report (offline HTML, PNG and SVG) from its folder",
+                         description="write an experiment's report (offline HTML, PNG and SVG) from its folder: "
+                                     "accuracy against time, accuracy against cost with the Pareto front, "
+                                     "hypervolume, lineage tree, the winner's architecture, settings, trials",
+                         epilog=EPILOG, formatter_class=fmt)
+    add_arguments(rep)
     return parser
 
 
@@ -491,5 +508,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"setup": _cmd_setup, "run": _cmd_run, "follow": _cmd_follow, "summary": _cmd_summary,
-               "export": _cmd_export, "searches": _cmd_searches}[args.command]
+               "export": _cmd_export, "searches": _cmd_searches, "report": _cmd_report}[args.command]
     return handler(args)

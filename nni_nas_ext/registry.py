@@ -9,7 +9,8 @@ benchmark contestants that run it, per benchmark script. Readers:
 * :mod:`nni_nas_ext.nni.tuners` (``TUNERS``, ``nnictl algo register``) and :mod:`nni_nas_ext.nni.preflight`,
 * :mod:`nni_nas_ext.nni.search` (settings splitting),
 * ``python -m nni_nas_ext searches`` (the CLI's list),
-* the benchmark harnesses (``benchmarks/harness/contestants.py``, ``benchmarks/compare_v2.py``).
+* the benchmark harnesses (``benchmarks/harness/contestants.py``, ``benchmarks/compare_v2.py``,
+  ``benchmarks/compare_pareto.py``).
 
 A literal dict, as timm's ``create_model``/``list_models``: nothing registers itself at import time. References
 are strings so that this module stays standard library only (the dispatcher imports the tuners, which must
@@ -93,12 +94,13 @@ def _ours(name: str, title: str, tuner: str, bridge: str, strategy: str, setting
                   settings=f"{_STRATEGIES}.{settings}", contestants=dict(contestants or {}))
 
 
-def _nni_strategy(name: str, title: str, strategy: str, contestant: str) -> Search:
+def _nni_strategy(name: str, title: str, strategy: str, contestant: str,
+                  more: Mapping[str, tuple[str, ...]] | None = None) -> Search:
     return Search(name=name, title=title, tuner="NniNasStrategy", bridge=f"{_TUNERS}:NniStrategyTuner",
                   validator=f"{_TUNERS}:NniStrategyClassArgsValidator",
                   settings="nni_nas_ext.nni.baselines.nni_strategies:NniStrategyConfig",
                   class_args={"strategy": strategy},
-                  contestants={"compare": (contestant,), "compare_v2": (contestant,)})
+                  contestants={"compare": (contestant,), "compare_v2": (contestant,), **dict(more or {})})
 
 
 #: Every search by name. The benchmark's contestants that are not a search of this table (``seed_only``: the
@@ -111,7 +113,7 @@ SEARCHES: Mapping[str, Search] = MappingProxyType({
     "nash_async": _ours("nash_async", "NASH without step barriers, budget-aware (maxExperimentDuration), "
                         "the final phase inside the budget", "NashAsync", "NashAsync",
                         "nash_async:AsyncHillClimbing", "nash_async:AsyncNashConfig",
-                        {"compare_v2": ("nash", "nash_scratch")}),
+                        {"compare_v2": ("nash", "nash_scratch", "nash_no_final_seed"), "compare_pareto": ("nash",)}),
     "eas": _ours("eas", "EAS (Cai et al. 2018): an RL meta-controller growing networks by Net2Net actions",
                  "EAS", "Eas", "eas:EasSearch", "eas:EasConfig", {"compare": ("eas",)}),
     "net2net_random": _ours("net2net_random", "EAS's episodes with uniformly random Net2Net actions (the "
@@ -121,6 +123,15 @@ SEARCHES: Mapping[str, Search] = MappingProxyType({
                              "(NASH's own baseline)", "RandomMorphism", "RandomMorphism",
                              "random_morphism:RandomMorphismSearch", "random_morphism:RandomMorphismConfig",
                              {"compare": ("random_morphism",)}),
+    "lemonade": _ours("lemonade", "LEMONADE (Elsken, Metzen, Hutter 2019): multi-objective Lamarckian evolution with "
+                      "network and compression morphisms, a Pareto front of accuracy and size or latency",
+                      "Lemonade", "Lemonade", "lemonade:LemonadeSearch", "lemonade:LemonadeConfig",
+                      {"compare_pareto": ("lemonade",)}),
+    "n2n": _ours("n2n", "N2N learning (Ashok et al. 2018): a teacher compressed by a two-stage RL policy (layer "
+                 "removal, then shrinkage), students distilled from the teacher", "N2N", "N2N", "n2n:N2NSearch",
+                 "n2n:N2NConfig"),
+    "n2n_random": _ours("n2n_random", "N2N's episodes with uniformly random removal and shrinkage (the policy's "
+                        "baseline)", "N2NRandom", "N2NRandom", "n2n:N2NRandom", "n2n:N2NConfig"),
     "fna": _ours("fna", "FNA (Fang et al. 2020): parameter remapping and MBConv architecture adaptation",
                  "FNA", "Fna", "fna:FnaPipeline", "fna:FnaConfig", {"fna_compare": ("fna",)},
                  tuners="nni_nas_ext.nni.fna"),
@@ -128,7 +139,8 @@ SEARCHES: Mapping[str, Search] = MappingProxyType({
                                 "random", "nni_random"),
     "nni_regularized_evolution": _nni_strategy(
         "nni_regularized_evolution", "NNI's RegularizedEvolution (Real et al. 2019) over the CNN-stage space",
-        "regularized_evolution", "nni_regularized_evolution"),
+        "regularized_evolution", "nni_regularized_evolution",
+        {"compare_pareto": ("nni_regularized_evolution_size",)}),  # with reward_size_weight > 0
 })
 
 

@@ -29,7 +29,7 @@ def test_every_command_and_option_has_help_and_an_example() -> None:
     parser = build_parser()
     assert "examples:" in parser.format_help() and "python -m nni_nas_ext run --config" in parser.format_help()
     commands = _subparsers(parser)
-    assert set(commands) == {"setup", "run", "follow", "summary", "export", "searches"}
+    assert set(commands) == {"setup", "run", "follow", "summary", "export", "searches", "report"}
     for name, sub in commands.items():
         assert sub.description, name
         assert f"python -m nni_nas_ext {name}" in sub.format_help(), name  # its example

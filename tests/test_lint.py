@@ -60,6 +60,9 @@ def test_the_current_tree_keeps_every_contract(tree: Path) -> None:
     ("nni_nas_ext/export.py", "import nni", "Only nni_nas_ext.nni imports nni"),
     # the wire format pulling in torch
     ("nni_nas_ext/wire.py", "import torch", "standard library only"),
+    # the report reaching the adapters (and through them nni), or unpickling
+    ("nni_nas_ext/report/html.py", "import nni_nas_ext.nni", "The report reads an experiment's files"),
+    ("nni_nas_ext/report/experiment.py", "import pickle", "The report reads an experiment's files"),
 ])
 def test_a_forbidden_import_breaks_its_contract(tree: Path, module: str, line: str, contract: str) -> None:
     add_import(tree, module, line)

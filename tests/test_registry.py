@@ -31,6 +31,7 @@ def _benchmarks() -> dict[str, Any]:
     """Benchmark script name (as the registry names it) -> the module that holds its CONTESTANTS and NOT_SEARCHES."""
     return {"compare": importlib.import_module("harness.contestants"),
             "compare_v2": importlib.import_module("compare_v2"),
+            "compare_pareto": importlib.import_module("compare_pareto"),
             "fna_compare": importlib.import_module("fna_compare")}
 
 
@@ -184,8 +185,11 @@ def test_benchmark_configs_name_the_registrys_tuner_and_class_args() -> None:
 
     v2 = _benchmarks()["compare_v2"]
     harness = _benchmarks()["compare"]
+    pareto = _benchmarks()["compare_pareto"]
     for script, contestants, settings in [("compare", harness.CONTESTANTS, Settings(dataset="digits")),
-                                          ("compare_v2", v2.CONTESTANTS, v2.SettingsV2(dataset="digits"))]:
+                                          ("compare_v2", v2.CONTESTANTS, v2.SettingsV2(dataset="digits")),
+                                          ("compare_pareto", pareto.CONTESTANTS,
+                                           pareto.SettingsPareto(dataset="digits"))]:
         for name, make in contestants.items():
             if name in _benchmarks()[script].NOT_SEARCHES:
                 continue

@@ -23,7 +23,9 @@ from nni_nas_ext.registry import SEARCHES, resolve
 from .dispatcher import BridgeClassArgsValidator, StrategyBridge
 
 __all__ = [
-    "TUNERS", "EasClassArgsValidator", "EasTuner", "NashAsyncClassArgsValidator", "NashAsyncTuner",
+    "TUNERS", "EasClassArgsValidator", "EasTuner", "LemonadeClassArgsValidator", "LemonadeTuner",
+    "N2NClassArgsValidator", "N2NRandomClassArgsValidator", "N2NRandomTuner", "N2NTuner",
+    "NashAsyncClassArgsValidator", "NashAsyncTuner",
     "NashClassArgsValidator", "NashTuner", "Net2NetRandomClassArgsValidator", "Net2NetRandomTuner",
     "NniStrategyClassArgsValidator", "NniStrategyTuner", "RandomMorphismClassArgsValidator", "RandomMorphismTuner",
     "SearchClassArgsValidator", "SearchTuner", "register_all",
@@ -108,6 +110,41 @@ class RandomMorphismTuner(SearchTuner):
 
     search_name = "random_morphism"
     class_args_validator = RandomMorphismClassArgsValidator
+
+
+class LemonadeClassArgsValidator(SearchClassArgsValidator):
+    search_name = "lemonade"
+
+
+class LemonadeTuner(SearchTuner):
+    """LEMONADE (Elsken, Metzen, Hutter 2019): a Pareto front of accuracy and size or latency, grown by network and
+    compression morphisms with inherited weights, under nnictl."""
+
+    search_name = "lemonade"
+    class_args_validator = LemonadeClassArgsValidator
+
+
+class N2NClassArgsValidator(SearchClassArgsValidator):
+    search_name = "n2n"
+
+
+class N2NTuner(SearchTuner):
+    """N2N learning (Ashok et al. 2018): a teacher compressed by a two-stage RL policy (layer removal, then shrinkage),
+    students distilled from the teacher, under nnictl."""
+
+    search_name = "n2n"
+    class_args_validator = N2NClassArgsValidator
+
+
+class N2NRandomClassArgsValidator(SearchClassArgsValidator):
+    search_name = "n2n_random"
+
+
+class N2NRandomTuner(SearchTuner):
+    """N2N's episodes with uniformly random removal and shrinkage: the baseline that measures the policy."""
+
+    search_name = "n2n_random"
+    class_args_validator = N2NRandomClassArgsValidator
 
 
 class NniStrategyClassArgsValidator(BridgeClassArgsValidator):
