@@ -106,8 +106,12 @@ ARTIFACTS ?= $(CURDIR)/tests/output
 lint: venv
 	$(VENV_PY) .ci/lint.py
 
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (0: one process). Most of its time is end-to-end tests
+# waiting on nnictl (experiment start, trial polling), so more workers than cores pays; a module's tests share a
+# worker, and so do the tests of the one shared NASH experiment (tests/conftest.py).
+PYTEST_WORKERS ?= 3
 test: venv lint nni-fix browser
-	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(PYTEST_ARGS)
+	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner, then
 # write the experiment's report (read from its folder, found through the portal still running on PORT) and print

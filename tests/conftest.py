@@ -48,3 +48,27 @@ def nash_experiment(tmp_path_factory: pytest.TempPathFactory):
         status = exp.wait_for_status({"DONE", "ERROR", "STOPPED"}, timeout=600)
         assert status == "DONE", exp.diagnostics()
         yield exp
+
+
+# --------------------------------------------------------------------------------------------------
+# Parallel runs (`make test` runs pytest-xdist with --dist loadgroup): which tests share a worker
+# --------------------------------------------------------------------------------------------------
+
+#: the test modules that read the session's shared NASH experiment: one worker runs them all, so that the
+#: experiment is started once, not once per worker
+NASH_EXPERIMENT_GROUP = "nash_experiment"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test without an ``xdist_group`` mark the group of its module (so that a module's fixtures are
+    built once, in one worker), and the tests that use ``nash_experiment`` one group of their own.
+
+    Only ``--dist loadgroup`` reads these marks; a serial run ignores them.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        fixtures = getattr(item, "fixturenames", ())
+        group = NASH_EXPERIMENT_GROUP if "nash_experiment" in fixtures else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(name=group))
