@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from nni_nas_ext.cli import _what, is_morphism_search, summarize_other
+from nni_nas_ext.search_summary import is_morphism_search, summarize_other, trial_label
 from nni_nas_ext.results import SearchResults
 
 
@@ -35,6 +35,6 @@ def test_morphism_results_are_recognised() -> None:
 
 
 def test_what_names_role_and_step_when_present() -> None:
-    assert _what({"candidate": "a-0001", "role": "child", "step": 2}) == "a-0001 (child, step 2)"
-    assert _what({"candidate": "param-0003", "role": "final"}) == "param-0003 (final)"
-    assert _what({}) == "?"
+    assert trial_label({"candidate": "a-0001", "role": "child", "step": 2}) == "a-0001 (child, step 2)"
+    assert trial_label({"candidate": "param-0003", "role": "final"}) == "param-0003 (final)"
+    assert trial_label({}) == "?"

@@ -17,7 +17,8 @@ from nni_nas_ext.trial_code import latency as latency_module
 from nni_nas_ext.trial_code.datasets import Splits, load_dataset
 from nni_nas_ext.trial_code.latency import LatencyResult, device_description, measure_latency
 from nni_nas_ext.core.config import ConfigError
-from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate, train_from_scratch
+from nni_nas_ext.trial_code.scratch import train_from_scratch
+from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
 
 
 def tiny_cnn() -> nn.Module:

@@ -169,7 +169,8 @@ def train_cnn_sample(model: Any, task: Mapping[str, Any], epochs: int, reporter:
     docstring. Returns the final result as reported.
     """
     from nni_nas_ext.trial_code.checkpoints import CheckpointStore
-    from nni_nas_ext.trial_code.trial import TaskConfig, default_checkpoint_dir, train_from_scratch
+    from nni_nas_ext.trial_code.scratch import train_from_scratch
+    from nni_nas_ext.trial_code.trial import TaskConfig, default_checkpoint_dir
 
     from ..evaluator import NniReporter, _log_to_stdout
 

@@ -32,7 +32,8 @@ from typing import Any
 import torch
 
 from nni_nas_ext.trial_code.datasets import Splits
-from nni_nas_ext.trial_code.trial import Reporter, TaskConfig, train_from_scratch
+from nni_nas_ext.trial_code.scratch import train_from_scratch
+from nni_nas_ext.trial_code.trial import Reporter, TaskConfig
 
 __all__ = ["main", "parse_arguments", "train_graph"]
 
