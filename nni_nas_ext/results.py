@@ -13,11 +13,58 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SearchResults", "decode_metric", "final_results"]
+__all__ = ["DETAILS_KEY", "PORTAL_KEYS", "SearchResults", "decode_metric", "final_results", "flat_result",
+           "portal_result"]
+
+#: The keys of a trial's final result that NNI receives as they are. NNI's portal makes every key of a final
+#: result a column of its trial table and every *numeric* key an axis of its "Hyper-parameter" tab, so only what a
+#: person compares trials by stays at the top: the ranking metric, the test accuracy of a final training, the size
+#: and cost of the network, the step, and the strings that say what the trial was (no axis: they are not numbers).
+PORTAL_KEYS = ("default", "test_acc", "val_acc", "params", "macs", "latency_ms", "compression", "step",
+               "summary", "lineage", "role", "candidate", "parent", "failed")
+#: Everything else a trial reports (preservation error, epochs, timings, checkpoint, preprocessing, ...) travels
+#: under this key as one JSON text: a column of the table ("Add/Remove columns"), never an axis.
+DETAILS_KEY = "details"
+
+
+def portal_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The form of a final result sent to NNI: :data:`PORTAL_KEYS` at the top, the rest as JSON under
+    :data:`DETAILS_KEY`. :func:`flat_result` (called by :func:`decode_metric`) gives the result back as it was.
+
+    Raises
+    ------
+    ValueError
+        If the result already has a key named :data:`DETAILS_KEY`, which would be lost.
+    """
+    if DETAILS_KEY in result:
+        raise ValueError(f"a final result may not have its own key {DETAILS_KEY!r} (it carries the keys outside "
+                         f"{list(PORTAL_KEYS)}): rename it")
+    out = {k: v for k, v in result.items() if k in PORTAL_KEYS}
+    rest = {k: v for k, v in result.items() if k not in PORTAL_KEYS}
+    if rest:
+        out[DETAILS_KEY] = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+    return out
+
+
+def flat_result(metric: Any) -> Any:
+    """A final result as the trial made it: the keys of its :data:`DETAILS_KEY` JSON back at the top level.
+
+    Anything else (a number, a result without details, details that are not a JSON object) is returned as it is.
+    """
+    if not isinstance(metric, Mapping) or not isinstance(metric.get(DETAILS_KEY), str):
+        return metric
+    try:
+        details = json.loads(metric[DETAILS_KEY])
+    except ValueError:
+        return metric
+    if not isinstance(details, dict):
+        return metric
+    return {**details, **{k: v for k, v in metric.items() if k != DETAILS_KEY}}
 
 
 def decode_metric(data: Any) -> Any:
-    """NNI stores a reported metric as JSON inside a JSON string (sometimes twice); undo all of it."""
+    """NNI stores a reported metric as JSON inside a JSON string (sometimes twice); undo all of it, and the
+    portal form of a final result (:func:`flat_result`)."""
     for _ in range(4):
         if not isinstance(data, str):
             break
@@ -25,7 +72,7 @@ def decode_metric(data: Any) -> Any:
             data = json.loads(data)
         except ValueError:
             break
-    return data
+    return flat_result(data)
 
 
 def final_results(metric_data: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

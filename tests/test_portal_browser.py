@@ -11,6 +11,9 @@ SUCCEEDED). Everything asserted comes from the RENDERED pages; the REST API only
   ``summary`` column, added as a person adds it, shows each trial's one-line summary; the
   winner's row expanded shows its parameters, where the architecture NNI recorded for it is visible: the
   candidate id and every node id of its graph (``conv1``, ...).
+- Hyper-parameter tab: its axes are the parameter's top-level keys and the numeric result keys NNI receives
+  (``default``, ``params``, ``macs``, ``step``, ...: ``nni_nas_ext.results.PORTAL_KEYS``), none of the trial's
+  other figures (they travel as JSON under ``details``).
 
 Full-page screenshots of both pages are written to the test's tmp folder and, when the environment variable
 ``NNI_NAS_EXT_ARTIFACTS`` names a folder, copied there too (the paths are printed).
@@ -28,6 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from nni_nas_ext.results import PORTAL_KEYS
 
 try:
     from playwright.sync_api import Page, expect, sync_playwright
@@ -107,6 +112,33 @@ def _save(page: Page, tmp_path: Path, name: str) -> Path:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         copied = Path(shutil.copy2(path, Path(artifacts) / path.name))
         print(f"screenshot: {copied}")
+    return path
+
+
+def _raw_finals(experiment) -> dict[str, dict[str, Any]]:
+    """``{trial id: final result}`` as NNI received it (JSON decoded, the portal form left as it is)."""
+    out = {}
+    for record in experiment.metric_data():
+        if record["type"] == "FINAL":
+            data = record["data"]
+            for _ in range(4):  # JSON text inside a JSON string (nni_nas_ext.results.decode_metric)
+                if isinstance(data, str):
+                    data = json.loads(data)
+            out[record["trialJobId"]] = data
+    return out
+
+
+def _save_plain(page: Page, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot of a page without echarts canvases (the parallel coordinates are SVG)."""
+    page.wait_for_timeout(1000)  # the axes animate in
+    page.evaluate("window.scrollTo(0, 0)")
+    path = tmp_path / f"portal-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    artifacts = os.environ.get("NNI_NAS_EXT_ARTIFACTS", "").strip()
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        print(f"screenshot: {Path(shutil.copy2(path, Path(artifacts) / path.name))}")
     return path
 
 
@@ -226,6 +258,24 @@ def test_the_portal_shows_the_trials_their_accuracies_and_an_architecture(nash_e
                 expect(_tree_item(details, page, key).locator(":scope > ul > li")).to_have_count(0)
             expect(architecture).to_be_visible()
             _save(page, tmp_path, "detail")
+
+            # ---- the "Hyper-parameter" tab: an axis per top-level key of the parameter and per numeric
+            # result key NNI receives (nni_nas_ext.results.PORTAL_KEYS); the trial's other figures travel
+            # under "details" and draw no axis
+            page.get_by_role("tab", name="Hyper-parameter").click()
+            axes = page.locator(".parcoords svg g.dimension text.label")
+            expect(axes.first).to_be_visible(timeout=TIMEOUT_MS)
+            shown = set(axes.all_text_contents())
+            parameter_keys = set(nash_experiment.trial_parameters()[best]["parameters"])
+            raw = _raw_finals(nash_experiment)
+            numeric = {k for r in raw.values() for k, v in r.items()
+                       if all(isinstance(o[k], (int, float)) and not isinstance(o[k], bool)
+                              for o in raw.values() if k in o)}
+            assert numeric <= set(PORTAL_KEYS), numeric  # every numeric key NNI receives is one of ours
+            assert {"default", "params", "step"} <= numeric, numeric
+            assert shown == parameter_keys | numeric, (shown, parameter_keys, numeric)
+            assert not shown & {"preservation_error", "start_val_acc", "epochs", "epochs_trained", "flops"}, shown
+            _save_plain(page, tmp_path, "hyper-parameter")
 
             assert not page_errors, page_errors
         finally:

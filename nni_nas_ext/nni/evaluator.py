@@ -15,6 +15,8 @@ from typing import Any
 
 import nni
 
+from nni_nas_ext.results import portal_result
+
 __all__ = ["NniReporter", "make_evaluator", "train_candidate", "trial_payload_of"]
 
 #: the evaluator functions of our searches -> the wire payload kind a trial runs them as
@@ -31,7 +33,9 @@ class NniReporter:
         nni.report_intermediate_result(metric)
 
     def final(self, metric: dict[str, Any]) -> None:
-        nni.report_final_result(metric)
+        """The final result, in its portal form: a few keys at the top (columns and axes of NNI's portal), the
+        rest as JSON under ``details`` (:func:`nni_nas_ext.results.portal_result`; every reader flattens it)."""
+        nni.report_final_result(portal_result(metric))
 
 
 def _log_to_stdout() -> None:

@@ -24,6 +24,7 @@ from nni.nas.space import ExecutableModelSpace, ModelStatus
 from nni.nas.strategy import Strategy
 
 from nni_nas_ext.core.jobs import Candidate
+from nni_nas_ext.results import flat_result
 from nni_nas_ext.strategies.base import SearchStrategy
 from nni_nas_ext.strategies.base import Budget
 
@@ -138,7 +139,7 @@ class MorphismStrategy(Strategy):
     # ---- events (a listener thread with the training-service engine; inside submit_models sequentially) --
 
     def _on_final_metric(self, event: FinalMetricEvent) -> None:
-        metric = event.metric
+        metric = flat_result(event.metric)  # the trial sent it in its portal form (nni_nas_ext.results)
         paired = _sample_candidate_id(event.model)
         if not isinstance(metric, Mapping) or not isinstance(metric.get("candidate"), str):
             _log.warning("ignoring a final result that does not name its candidate (NNI paired it with %s): %r",

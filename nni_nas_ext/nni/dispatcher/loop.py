@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from nni.runtime.tuner_command_channel import CommandType
 
+from nni_nas_ext.results import flat_result
+
 from .state import BridgeState, plain_copy
 
 if TYPE_CHECKING:
@@ -34,8 +36,9 @@ _log = logging.getLogger(__name__)
 
 def _load_metric(data: Any) -> Any:
     """A metric as the manager passes it on: the trial's ``nni.dump`` text (JSON for the plain values that
-    trials report), possibly JSON-encoded once more by the REST API. Decoded with ``json`` only: anything that
-    is not JSON stays a string; nothing is unpickled."""
+    trials report), possibly JSON-encoded once more by the REST API, a final result in its portal form
+    (:func:`nni_nas_ext.results.flat_result` undoes it). Decoded with ``json`` only: anything that is not JSON
+    stays a string; nothing is unpickled."""
     value = data
     for _ in range(2):
         if not isinstance(value, str):
@@ -44,7 +47,7 @@ def _load_metric(data: Any) -> Any:
             value = json.loads(value)
         except ValueError:
             break
-    return value
+    return flat_result(value)
 
 
 class CommandLoop:
