@@ -225,7 +225,9 @@ class TrialChannelServer:
         for t, command in self.received:
             if command.get("type") == "metric":  # plain JSON (nni.dump of plain values); never unpickled
                 record = json.loads(command["metric"])
-                record["value"] = json.loads(record["value"])
+                from nni_nas_ext.results import decode_metric
+
+                record["value"] = decode_metric(record["value"])  # JSON, and a final result's portal form undone
                 out.append((t, record))
         return out
 

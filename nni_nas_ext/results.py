@@ -17,13 +17,14 @@ __all__ = ["DETAILS_KEY", "PORTAL_KEYS", "SearchResults", "decode_metric", "fina
            "portal_result"]
 
 #: The keys of a trial's final result that NNI receives as they are. NNI's portal makes every key of a final
-#: result a column of its trial table and every *numeric* key an axis of its "Hyper-parameter" tab, so only what a
-#: person compares trials by stays at the top: the ranking metric, the test accuracy of a final training, the size
-#: and cost of the network, the step, and the strings that say what the trial was (no axis: they are not numbers).
-PORTAL_KEYS = ("default", "test_acc", "val_acc", "params", "macs", "latency_ms", "compression", "step",
-               "summary", "lineage", "role", "candidate", "parent", "failed")
-#: Everything else a trial reports (preservation error, epochs, timings, checkpoint, preprocessing, ...) travels
-#: under this key as one JSON text: a column of the table ("Add/Remove columns"), never an axis.
+#: result a column of its trial table and an axis of its "Hyper-parameter" tab (numbers as numbers, strings as
+#: categories), so only what a person compares trials by stays at the top: the ranking metric, the test accuracy of
+#: a final training, the size and cost of the network, the step, the role, and the two lines that say what the
+#: trial trained (``summary``) and where its weights came from (``lineage``).
+PORTAL_KEYS = ("default", "test_acc", "val_acc", "params", "macs", "latency_ms", "compression", "step", "role",
+               "summary", "lineage", "failed")
+#: Everything else a trial reports (candidate and parent ids, preservation error, epochs, timings, checkpoint,
+#: preprocessing, ...) travels under this key as one JSON text: one column of the table, one axis.
 DETAILS_KEY = "details"
 
 

@@ -11,9 +11,9 @@ SUCCEEDED). Everything asserted comes from the RENDERED pages; the REST API only
   ``summary`` column, added as a person adds it, shows each trial's one-line summary; the
   winner's row expanded shows its parameters, where the architecture NNI recorded for it is visible: the
   candidate id and every node id of its graph (``conv1``, ...).
-- Hyper-parameter tab: its axes are the parameter's top-level keys and the numeric result keys NNI receives
-  (``default``, ``params``, ``macs``, ``step``, ...: ``nni_nas_ext.results.PORTAL_KEYS``), none of the trial's
-  other figures (they travel as JSON under ``details``).
+- Hyper-parameter tab: its axes are the search space's and the parameter's top-level keys and the result keys
+  NNI receives (``default``, ``test_acc``, ``params``, ``macs``, ``step``, ``role``, ``summary``, ``lineage``:
+  ``nni_nas_ext.results.PORTAL_KEYS``, and ``details``), none of the trial's other figures.
 
 Full-page screenshots of both pages are written to the test's tmp folder and, when the environment variable
 ``NNI_NAS_EXT_ARTIFACTS`` names a folder, copied there too (the paths are printed).
@@ -113,6 +113,12 @@ def _save(page: Page, tmp_path: Path, name: str) -> Path:
         copied = Path(shutil.copy2(path, Path(artifacts) / path.name))
         print(f"screenshot: {copied}")
     return path
+
+
+def _search_space_keys(experiment) -> set[str]:
+    """The keys of the search space the experiment shows (our dispatcher sends NNI one, for information)."""
+    space = experiment.rest("/experiment")["params"].get("searchSpace") or {}
+    return set(json.loads(space) if isinstance(space, str) else space)
 
 
 def _raw_finals(experiment) -> dict[str, dict[str, Any]]:
@@ -259,23 +265,23 @@ def test_the_portal_shows_the_trials_their_accuracies_and_an_architecture(nash_e
             expect(architecture).to_be_visible()
             _save(page, tmp_path, "detail")
 
-            # ---- the "Hyper-parameter" tab: an axis per top-level key of the parameter and per numeric
-            # result key NNI receives (nni_nas_ext.results.PORTAL_KEYS); the trial's other figures travel
-            # under "details" and draw no axis
+            # ---- the "Hyper-parameter" tab: an axis per key of the search space NNI shows, per top-level key
+            # of the parameter and per key of the final result as NNI receives it (its portal form:
+            # nni_nas_ext.results.PORTAL_KEYS, the trial's other figures as one JSON text under "details")
             page.get_by_role("tab", name="Hyper-parameter").click()
             axes = page.locator(".parcoords svg g.dimension text.label")
             expect(axes.first).to_be_visible(timeout=TIMEOUT_MS)
             shown = set(axes.all_text_contents())
-            parameter_keys = set(nash_experiment.trial_parameters()[best]["parameters"])
-            raw = _raw_finals(nash_experiment)
-            numeric = {k for r in raw.values() for k, v in r.items()
-                       if all(isinstance(o[k], (int, float)) and not isinstance(o[k], bool)
-                              for o in raw.values() if k in o)}
-            assert numeric <= set(PORTAL_KEYS), numeric  # every numeric key NNI receives is one of ours
-            assert {"default", "params", "step"} <= numeric, numeric
-            assert shown == parameter_keys | numeric, (shown, parameter_keys, numeric)
-            assert not shown & {"preservation_error", "start_val_acc", "epochs", "epochs_trained", "flops"}, shown
             _save_plain(page, tmp_path, "hyper-parameter")
+            space = _search_space_keys(nash_experiment)
+            parameter_keys = set(nash_experiment.trial_parameters()[best]["parameters"])
+            result_keys = set().union(*(set(r) for r in _raw_finals(nash_experiment).values()))
+            assert result_keys == {"default", "test_acc", "params", "macs", "step", "role", "summary", "lineage",
+                                   "details"}, result_keys
+            assert result_keys <= {*PORTAL_KEYS, "details"}
+            assert shown == space | parameter_keys | result_keys, (sorted(shown), space, parameter_keys)
+            assert not shown & {"preservation_error", "start_val_acc", "epochs", "epochs_trained", "flops",
+                                "timings", "checkpoint", "candidate", "parent"}, shown
 
             assert not page_errors, page_errors
         finally:

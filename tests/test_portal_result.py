@@ -32,7 +32,8 @@ def _numeric_keys(metric: dict[str, Any]) -> set[str]:
 def test_the_portal_form_keeps_only_the_portal_keys_at_the_top_and_loses_nothing() -> None:
     sent = portal_result(RESULT)
     assert set(sent) == {k for k in RESULT if k in PORTAL_KEYS} | {DETAILS_KEY}
-    assert _numeric_keys(sent) == {"default", "step", "params", "macs"}  # the portal's axes from the result
+    assert _numeric_keys(sent) == {"default", "step", "params", "macs"}  # numbers (strings: categorical axes)
+    assert set(sent) - _numeric_keys(sent) == {"role", "summary", "lineage", DETAILS_KEY}
     assert isinstance(sent[DETAILS_KEY], str)  # a string: a table column, never an axis
     assert "preservation_error" in json.loads(sent[DETAILS_KEY])
     assert flat_result(sent) == RESULT
@@ -48,9 +49,16 @@ def test_every_reader_of_nni_records_gets_the_result_as_the_trial_made_it() -> N
 
 
 def test_a_result_with_only_portal_keys_has_no_details() -> None:
-    failure = {"default": 0.0, "candidate": "s1-c2", "failed": "NaN loss in epoch 1"}
+    failure = {"default": 0.0, "failed": "NaN loss in epoch 1"}
     assert portal_result(failure) == failure
     assert flat_result(failure) == failure
+
+
+def test_a_failure_keeps_its_reason_at_the_top() -> None:
+    failure = {"default": 0.0, "candidate": "s1-c2", "failed": "NaN loss in epoch 1"}
+    sent = portal_result(failure)
+    assert sent["failed"] == failure["failed"] and json.loads(sent[DETAILS_KEY]) == {"candidate": "s1-c2"}
+    assert decode_metric(json.dumps(sent)) == failure
 
 
 def test_a_result_of_its_own_details_key_is_refused_naming_it() -> None:
