@@ -23,17 +23,22 @@ The protocol, fixed before any run:
 Example::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compare_n2n.py --seeds 0 1 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compare_n2n.py --seeds 0 1 2 --jobs 2   # two seeds at a time
     .venv/bin/python benchmarks/compare_n2n.py --quick --out /tmp/n2n-smoke      # digits, tiny budgets: a smoke test
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,16 +197,60 @@ def plot_rewards(results: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created if missing) for as long as the block runs (processes of ``--jobs``)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load(path: Path, quick: bool) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {"teachers": {}, "runs": {}, "quick": quick}
+
+
+def _run_jobs(args: argparse.Namespace, out: Path) -> int:
+    """Run the seeds in ``args.jobs`` processes of this script (seeds dealt round-robin), each with its log in
+    ``out``; they merge their runs into ``results.json`` under a lock. The exit status: the first non-zero one."""
+    groups = [args.seeds[i::args.jobs] for i in range(args.jobs) if args.seeds[i::args.jobs]]
+    procs = []
+    for i, seeds in enumerate(groups):
+        log = out / f"job{i}.log"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--jobs", "1", "--no-report", "--out", str(out),
+               "--seeds", *map(str, seeds), *(["--quick"] if args.quick else [])]
+        print(f"seeds {seeds}: a process of its own, log {log}", flush=True)
+        with log.open("w") as handle:
+            procs.append((seeds, log, subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)))
+    status = 0
+    for seeds, log, proc in procs:
+        code = proc.wait()
+        if code != 0:
+            print(f"error: the process of seeds {seeds} ended with exit status {code}; see {log}", file=sys.stderr)
+            status = status or code
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "n2n-fashion-mnist"))
     parser.add_argument("--quick", action="store_true", help="digits and tiny budgets: a smoke test, no measurement")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds run in this many processes at once, each one trial at a time on one thread "
+                             "(2 on a 2-core machine: each run's CPU-minutes are its own process's); default 1")
+    parser.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # the processes of --jobs
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {"teachers": {}, "runs": {}}
+    lock = out / "results.lock"
+    with _locked(lock):
+        results = _load(path, args.quick)
     if results.get("quick", args.quick) != args.quick:
         print(f"error: {path} holds {'quick' if results['quick'] else 'full'} runs; use another --out",
               file=sys.stderr)
@@ -209,16 +258,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["quick"] = args.quick
 
     def save() -> None:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(path)
+        """Merge this process's runs into the file (another process of --jobs may have added its own)."""
+        with _locked(lock):
+            merged = _load(path, args.quick)
+            merged["teachers"].update(results["teachers"])
+            merged["runs"].update(results["runs"])
+            merged["quick"] = args.quick
+            tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(merged, indent=1))
+            tmp.replace(path)
+        results.update(merged)
 
-    for seed in args.seeds:
-        run_seed(seed, out, results, quick=args.quick, save=save)
-    (out / "summary.md").write_text(summary_markdown(results))
-    plot_rewards(results, out / "rewards.png")
-    print(f"wrote {out / 'summary.md'}, {out / 'rewards.png'}, {path}")
-    return 0
+    if args.jobs > 1 and len(args.seeds) > 1:
+        status = _run_jobs(args, out)
+        with _locked(lock):
+            results = _load(path, args.quick)
+    else:
+        status = 0
+        for seed in args.seeds:
+            run_seed(seed, out, results, quick=args.quick, save=save)
+    if not args.no_report:
+        (out / "summary.md").write_text(summary_markdown(results))
+        plot_rewards(results, out / "rewards.png")
+        print(f"wrote {out / 'summary.md'}, {out / 'rewards.png'}, {path}")
+    return status
 
 
 if __name__ == "__main__":

@@ -36,3 +36,20 @@ def test_quick_run_writes_the_report_and_resumes(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(compare_n2n, "run_search", no_more_runs)
     assert compare_n2n.main(["--quick", "--seeds", "0", "--out", str(tmp_path)]) == 0
     assert compare_n2n.main(["--seeds", "0", "--out", str(tmp_path)]) == 2  # quick and full runs never mix
+
+
+def test_two_jobs_run_two_seeds_at_once_and_merge_their_runs(tmp_path: Path) -> None:
+    assert compare_n2n.main(["--quick", "--seeds", "0", "1", "--jobs", "2", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["teachers"]) == {"0", "1"}
+    assert set(results["runs"]) == {f"{c}-seed{s}" for c in ("n2n", "n2n_random") for s in (0, 1)}
+    assert all(run["status"] == "finished" for run in results["runs"].values())
+    assert {p.name for p in tmp_path.glob("job*.log")} == {"job0.log", "job1.log"}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| n2n | 2 |" in summary and "| n2n_random | 2 |" in summary
+
+
+def test_a_bad_jobs_count_is_refused_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        compare_n2n.main(["--quick", "--jobs", "0"])
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
