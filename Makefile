@@ -111,7 +111,7 @@ lint: venv
 # worker, and so do the tests of the one shared NASH experiment (tests/conftest.py).
 PYTEST_WORKERS ?= 3
 test: venv lint nni-fix browser
-	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadscope) $(PYTEST_ARGS)
 
 # The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner, then
 # write the experiment's report (read from its folder, found through the portal still running on PORT) and print

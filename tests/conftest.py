@@ -51,24 +51,34 @@ def nash_experiment(tmp_path_factory: pytest.TempPathFactory):
 
 
 # --------------------------------------------------------------------------------------------------
-# Parallel runs (`make test` runs pytest-xdist with --dist loadgroup): which tests share a worker
+# Parallel runs (`make test`: pytest-xdist, `-n 3 --dist loadscope`): which tests share a worker
 # --------------------------------------------------------------------------------------------------
 
-#: the test modules that read the session's shared NASH experiment: one worker runs them all, so that the
-#: experiment is started once, not once per worker
+#: the test modules that read the session's shared NASH experiment (fixture ``nash_experiment``): one worker runs
+#: them all, so that the experiment is started once, not once per worker (tests/test_xdist_groups.py checks the list)
+NASH_EXPERIMENT_MODULES = ("tests/test_nash_e2e.py", "tests/test_portal_browser.py", "tests/test_report.py")
 NASH_EXPERIMENT_GROUP = "nash_experiment"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the node ids
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give every test without an ``xdist_group`` mark the group of its module (so that a module's fixtures are
-    built once, in one worker), and the tests that use ``nash_experiment`` one group of their own.
+def xdist_group_of(nodeid: str) -> str:
+    """The worker group of a test: its module (a module's fixtures are built once, in one worker), or
+    :data:`NASH_EXPERIMENT_GROUP` for the modules of :data:`NASH_EXPERIMENT_MODULES`."""
+    module = nodeid.split("::", 1)[0]
+    return NASH_EXPERIMENT_GROUP if module in NASH_EXPERIMENT_MODULES else module
 
-    Only ``--dist loadgroup`` reads these marks; a serial run ignores them.
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """With ``--dist loadscope``, xdist's scheduling by module with the NASH experiment's modules as one scope.
+
+    (xdist's own ``loadgroup`` marks cannot do it here: with pytest 9 its renaming of node ids has no effect.)
     """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        fixtures = getattr(item, "fixturenames", ())
-        group = NASH_EXPERIMENT_GROUP if "nash_experiment" in fixtures else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(name=group))
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid)
+
+    return ModuleScheduling(config, log)
