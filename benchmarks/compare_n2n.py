@@ -62,21 +62,10 @@ def class_args(config: Path) -> dict[str, Any]:
 
 def run_search(name: str, settings: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
     """Run one search in-process (NNI's sequential engine); its summary and the CPU-seconds it took."""
-    from nni.nas.experiment import NasExperiment, NasExperimentConfig
-    from nni.nas.experiment.config import SequentialEngineConfig
-
-    from nni_nas_ext.nni.search import build_search
+    from nni_nas_ext.nni.search import run_in_process
 
     cpu = time.process_time()
-    space, evaluator, strategy = build_search(name, dict(settings))
-    config = NasExperimentConfig("sequential", "simplified", "local")
-    config.execution_engine = SequentialEngineConfig(continue_on_failure=True)
-    experiment = NasExperiment(space, evaluator, strategy, config)
-    try:
-        experiment.run(wait_completion=True)
-        summary = strategy.search.summary()
-    finally:
-        experiment.stop()
+    summary, _ = run_in_process(name, dict(settings))
     return summary, time.process_time() - cpu
 
 

@@ -84,6 +84,9 @@ class CandidateLedger:
     log_name: ClassVar[str] = ""
     #: The state's ``format`` and ``version``; the configuration class.
     state_format: ClassVar[str] = ""
+    #: The registry's name of a search whose name is also its log name and its state's format (EAS, N2N and their
+    #: random baselines): a subclass that sets it gets both.
+    strategy_name: ClassVar[str] = ""
     state_version: ClassVar[int] = 1
     config_class: ClassVar[type[Config]] = Config
     #: All phases (checked when a state is loaded); the key naming ``Candidate.step`` in figures.
@@ -94,6 +97,11 @@ class CandidateLedger:
     budget_aware: ClassVar[bool] = False
 
     config: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("strategy_name"):
+            cls.log_name = cls.state_format = cls.strategy_name
 
     def _require_seed_within(self, max_parameters: int | None) -> None:
         """Refuse a seed architecture larger than ``max_parameters`` (None: no limit)."""

@@ -18,21 +18,9 @@ SETTINGS = {"dataset": "digits", "seed_network": "plain", "seed_depth": 4, "seed
 
 
 def _run(name: str, settings: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    from nni.nas.experiment import NasExperiment, NasExperimentConfig
-    from nni.nas.experiment.config import SequentialEngineConfig
+    from nni_nas_ext.nni.search import run_in_process
 
-    from nni_nas_ext.nni.search import build_search
-
-    space, evaluator, strategy = build_search(name, settings)
-    config = NasExperimentConfig("sequential", "simplified", "local")
-    config.execution_engine = SequentialEngineConfig(continue_on_failure=True)
-    experiment = NasExperiment(space, evaluator, strategy, config)
-    try:
-        experiment.run(wait_completion=True)
-        summary = strategy.search.summary()
-    finally:
-        experiment.stop()
-    return summary, strategy
+    return run_in_process(name, settings)
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import Tensor
 
-from nni_nas_ext.atomic import atomic_write, remove_stale_temporaries
+from nni_nas_ext.atomic import remove_stale_temporaries
 from nni_nas_ext.core.config import Config, ConfigError, option, parse_config
 from nni_nas_ext.core.jobs import FnaJob
 from nni_nas_ext.core.mbconv import (
@@ -53,20 +53,25 @@ from nni_nas_ext.core.mbconv import (
 from nni_nas_ext.search_spaces.mbconv_space import SuperNetSpace
 from nni_nas_ext.search_spaces.mbconv_supernet import MBConvSuperNet
 
-from .checkpoints import checkpoint_dir_error
+from .checkpoints import CHECKPOINT_FORMAT, CheckpointError, CheckpointStore, checkpoint_dir_error
 from .datasets import DatasetSpec, Splits, list_datasets, load_dataset
 from .fna_adaptation import AdaptationConfig, AdaptationEpoch, adapt
 from .training import EpochResult, Schedule, evaluate, select_device, train
 from .trial import Reporter, TrialFailed, default_checkpoint_dir
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "FnaTaskConfig", "load_checkpoint", "load_seed_checkpoint", "run_fna_job",
-    "save_checkpoint", "seed_for_target",
+    "LEGACY_CHECKPOINT_FORMAT", "MBCONV_META_KEY", "FnaTaskConfig", "load_checkpoint", "load_seed_checkpoint",
+    "run_fna_job", "save_checkpoint", "seed_for_target",
 ]
 
 _log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "nni-nas-ext mbconv checkpoint"
+#: FNA's checkpoints are files of the checkpoint store (:class:`~.checkpoints.CheckpointStore`, one format for every
+#: search); their MobileNetV2-family architecture is kept in ``meta`` under this key (the store's own
+#: ``architecture`` field holds the morphism searches' :class:`~nni_nas_ext.core.Architecture` values)
+MBCONV_META_KEY = "mbconv_architecture"
+#: The format of FNA's checkpoints before they moved into the store: still read, never written
+LEGACY_CHECKPOINT_FORMAT = "nni-nas-ext mbconv checkpoint"
 
 
 @dataclass(frozen=True)
@@ -158,23 +163,62 @@ class FnaTaskConfig(Config):
 
 def save_checkpoint(path: str | Path, arch: MBConvArchitecture, state: Mapping[str, Tensor],
                     meta: Mapping[str, Any] | None = None) -> Path:
-    """Write ``{architecture JSON, state_dict, meta JSON}`` atomically (a reader never sees a partial file)."""
-    payload = {"format": CHECKPOINT_FORMAT, "architecture": json.dumps(arch.to_dict()),
-               "meta": json.dumps(dict(meta or {}), allow_nan=False),
-               "state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()}}
-    return atomic_write(path, lambda f: torch.save(payload, f), mode=0o644)
+    """Write ``<folder>/<id>.pt`` as a file of the checkpoint store (:meth:`~.checkpoints.CheckpointStore.save_weights`:
+    atomic, read back with ``weights_only=True``), the architecture in ``meta`` under :data:`MBCONV_META_KEY`.
+
+    Raises
+    ------
+    ValueError
+        If the path is not ``<absolute folder>/<id>.pt`` with an id the store allows, or ``meta`` is not JSON.
+    """
+    target = Path(path)
+    if target.suffix != ".pt" or not target.is_absolute():
+        raise ValueError(f"an FNA checkpoint is <absolute folder>/<id>.pt, but got {str(path)!r}")
+    if MBCONV_META_KEY in (meta or {}):
+        raise ValueError(f"meta may not have its own {MBCONV_META_KEY!r} (the architecture goes there)")
+    try:
+        return CheckpointStore(target.parent).save_weights(target.stem, state,
+                                                           {**dict(meta or {}), MBCONV_META_KEY: arch.to_dict()})
+    except CheckpointError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def load_checkpoint(path: str | Path) -> tuple[MBConvArchitecture, dict[str, Tensor], dict[str, Any]]:
-    """Read :func:`save_checkpoint`'s file with ``weights_only=True``; ``ValueError`` names the file and the problem."""
+    """Read :func:`save_checkpoint`'s file (or an FNA checkpoint of the older format) with ``weights_only=True``;
+    ``ValueError`` names the file and the problem."""
     payload = _torch_load(path)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a checkpoint of this project (no 'format': {CHECKPOINT_FORMAT!r})")
+    if isinstance(payload, dict) and payload.get("format") == LEGACY_CHECKPOINT_FORMAT:
+        try:
+            arch = MBConvArchitecture.from_dict(json.loads(payload["architecture"]))
+            return arch, dict(payload["state_dict"]), json.loads(payload.get("meta", "{}"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path} is a damaged checkpoint: {type(exc).__name__}: {exc}") from None
+    if not _is_fna_checkpoint(payload):
+        raise ValueError(f"{path} is not an FNA checkpoint of this project (a checkpoint-store file with "
+                         f"{MBCONV_META_KEY!r} in its meta)")
+    file = Path(path).absolute()
     try:
-        arch = MBConvArchitecture.from_dict(json.loads(payload["architecture"]))
-        return arch, dict(payload["state_dict"]), json.loads(payload.get("meta", "{}"))
-    except (KeyError, TypeError, ValueError) as exc:
+        weights = CheckpointStore(file.parent).load_weights(file.stem)
+        meta = dict(weights.meta)
+        arch = MBConvArchitecture.from_dict(meta.pop(MBCONV_META_KEY))
+    except (CheckpointError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} is a damaged checkpoint: {type(exc).__name__}: {exc}") from None
+    return arch, dict(weights.state_dict), meta
+
+
+def _is_fna_checkpoint(payload: Any) -> bool:
+    """Whether a loaded file is one of :func:`save_checkpoint`'s (either format)."""
+    if not isinstance(payload, dict):
+        return False
+    if payload.get("format") == LEGACY_CHECKPOINT_FORMAT:
+        return True
+    if payload.get("format") != CHECKPOINT_FORMAT or not isinstance(payload.get("meta"), str):
+        return False
+    try:
+        meta = json.loads(payload["meta"])
+    except ValueError:
+        return False
+    return isinstance(meta, dict) and MBCONV_META_KEY in meta
 
 
 def _torch_load(path: str | Path) -> Any:
@@ -202,7 +246,7 @@ def load_seed_checkpoint(path: str | Path, input_size: int = 224) -> tuple[MBCon
         Naming the file and what is wrong with it.
     """
     payload = _torch_load(path)
-    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+    if _is_fna_checkpoint(payload):
         arch, state, _meta = load_checkpoint(path)
         return arch, state
     sd = payload

@@ -26,7 +26,8 @@ from nni_nas_ext.core.config import Config, ConfigError, describe_config, option
 from nni_nas_ext.search_spaces import create_seed
 from nni_nas_ext.strategies import strategy_classes
 
-__all__ = ["SeedConfig", "build_nash", "build_search", "search_settings", "split_settings", "with_middleware"]
+__all__ = ["SeedConfig", "build_nash", "build_search", "run_in_process", "search_settings", "split_settings",
+           "with_middleware"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,26 @@ def build_search(strategy: str, settings: Mapping[str, Any] | None) -> tuple[Any
         seed = seed_config.build(data.input_shape, data.num_classes)
     search = strategy_classes(strategy)[1](seed, config)
     return MorphismModelSpace(seed), make_evaluator(task.to_dict()), MorphismStrategy(with_middleware(search))
+
+
+def run_in_process(strategy: str, settings: Mapping[str, Any] | None) -> tuple[dict[str, Any], Any]:
+    """Run the search named ``strategy`` to its end in this process, through NNI's sequential engine (one trial at
+    a time, no nnictl, no portal); ``(its summary, the NNI strategy)`` (the strategy's ``search`` is the search
+    under its middleware). The experiment is stopped whatever happens.
+    """
+    from nni.nas.experiment import NasExperiment, NasExperimentConfig
+    from nni.nas.experiment.config import SequentialEngineConfig
+
+    space, evaluator, nni_strategy = build_search(strategy, settings)
+    config = NasExperimentConfig("sequential", "simplified", "local")
+    config.execution_engine = SequentialEngineConfig(continue_on_failure=True)
+    experiment = NasExperiment(space, evaluator, nni_strategy, config)
+    try:
+        experiment.run(wait_completion=True)
+        summary = nni_strategy.search.summary()
+    finally:
+        experiment.stop()
+    return summary, nni_strategy
 
 
 def with_middleware(search: Any) -> Any:

@@ -82,17 +82,12 @@ _EPISODE = "episode"
 class _EpisodeSearch(CandidateLedger):
     """The episode loop shared by :class:`EasSearch` and :class:`RandomNet2Net`; a policy supplies the actions."""
 
-    strategy_name: ClassVar[str] = ""
     state_version: ClassVar[int] = STATE_VERSION
     config_class: ClassVar[type[Config]] = EasConfig
     phases: ClassVar[tuple[str, ...]] = (PHASE_SEED, _EPISODE, PHASE_FINAL, PHASE_DONE, PHASE_FAILED)
     generation_key: ClassVar[str] = "episode"
     logger: ClassVar[logging.Logger] = logger
     config: EasConfig
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.log_name = cls.state_format = cls.strategy_name  # the name is the state's format and the log prefix
 
     def __init__(self, seed_architecture: Architecture, config: Union[EasConfig, Mapping[str, Any], None],
                  policy: Policy) -> None:

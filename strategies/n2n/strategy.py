@@ -73,17 +73,12 @@ def imported_teacher_id(teacher: Architecture) -> str:
 class _N2NLoop(CandidateLedger):
     """The episode loop shared by :class:`N2NSearch` and :class:`N2NRandom`; an action source decides."""
 
-    strategy_name: ClassVar[str] = ""
     state_version: ClassVar[int] = STATE_VERSION
     config_class: ClassVar[type[Config]] = N2NConfig
     phases: ClassVar[tuple[str, ...]] = (PHASE_SEED, _EPISODE, PHASE_FINAL, PHASE_DONE, PHASE_FAILED)
     generation_key: ClassVar[str] = "episode"
     logger: ClassVar[logging.Logger] = logger
     config: N2NConfig
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.log_name = cls.state_format = cls.strategy_name
 
     def __init__(self, seed_architecture: Architecture, config: Union[N2NConfig, Mapping[str, Any], None],
                  source: ActionSource) -> None:
