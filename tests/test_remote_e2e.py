@@ -7,7 +7,8 @@ private HOME and experiment folder, which neither host's trials are told of; wha
 cluster would share: the checkpoint store and the experiment's key file (``shared/``), and the Python environment
 (this venv, as each host's ``pythonPath``). Asserted through the REST API and the hosts' folders: every trial
 succeeded; trials ran on both hosts; a child trained on the other host than its parent started from its parent's
-accuracy (exact morphisms); nothing was written to the hosts' own folders but NNI's trial folders.
+accuracy (exact morphisms); ``nnictl stop`` and ``resume`` in the middle continue the search without training a network twice;
+nothing was written to the hosts' own folders but NNI's trial folders.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 
 from conftest import E2E_CLASS_ARGS
 from nnictl_harness import VENV_BIN, NnictlExperiment, experiment_config
-from nni_nas_ext.results import SearchResults
+from nni_nas_ext.results import SearchResults, decode_metric
 
 pytestmark = [pytest.mark.e2e, pytest.mark.remote]
 
@@ -127,6 +128,12 @@ def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[H
                 proc.kill()
 
 
+def _finished(exp: NnictlExperiment, *, trained_only: bool = False) -> list[str]:
+    """Candidates of the final results (``trained_only``: not the re-reports of trials NNI re-ran on resume)."""
+    finals = [decode_metric(m["data"]) for m in exp.metric_data() if m["type"] == "FINAL"]
+    return [f.get("candidate") for f in finals if not (trained_only and f.get("rerun"))]
+
+
 def _host_of(trial: dict) -> str | None:
     """The host NNI ran a trial on: its logPath is ``<host>:<folder>`` on the remote service."""
     log_path = str(trial.get("logPath") or "")
@@ -151,12 +158,19 @@ def test_nash_across_two_ssh_hosts_inherits_weights_across_hosts(ssh_hosts, tmp_
             {"host": h.address, "port": h.port, "user": "root", "sshKeyFile": str(client_key),
              "pythonPath": str(VENV_BIN)} for h in hosts]})
     with NnictlExperiment.create(config, tmp_path) as exp:
+        # `nnictl stop` and `resume` in the middle (the seed and at least two more done): the search goes on
+        exp.wait_until(lambda e: len(_finished(e)) >= 3, timeout=600, what="3 finished trials")
+        exp.stop()
+        exp.resume()
         status = exp.wait_for_status({"DONE", "ERROR", "STOPPED"}, timeout=900)
         diag = exp.diagnostics
         assert status == "DONE", diag()
+        trained = _finished(exp, trained_only=True)
+        assert len(trained) == len(set(trained)) == N_TRIALS, (sorted(trained), diag())  # none trained twice
         trials = exp.trial_jobs()
-        assert len(trials) == N_TRIALS and {t["status"] for t in trials} == {"SUCCEEDED"}, diag()
-        host_of = {t["trialJobId"]: _host_of(t) for t in trials}
+        succeeded = [t for t in trials if t["status"] == "SUCCEEDED"]
+        assert {t["status"] for t in trials} <= {"SUCCEEDED", "USER_CANCELED", "SYS_CANCELED"}, diag()
+        host_of = {t["trialJobId"]: _host_of(t) for t in succeeded}
         assert set(host_of.values()) == set(ADDRESSES), (host_of, [t.get("logPath") for t in trials])
 
         results = SearchResults.from_metric_data(exp.metric_data())
