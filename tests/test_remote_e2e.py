@@ -7,8 +7,8 @@ private HOME and experiment folder, which neither host's trials are told of; wha
 cluster would share: the checkpoint store and the experiment's key file (``shared/``), and the Python environment
 (this venv, as each host's ``pythonPath``). Asserted through the REST API and the hosts' folders: every trial
 succeeded; trials ran on both hosts; a child trained on the other host than its parent started from its parent's
-accuracy (exact morphisms); ``nnictl stop`` and ``resume`` in the middle continue the search without training a network twice;
-nothing was written to the hosts' own folders but NNI's trial folders.
+accuracy (exact morphisms); ``nnictl stop`` and ``resume`` in the middle continue the search without training a
+network twice; nothing was written to the hosts' own folders but NNI's trial folders.
 """
 
 from __future__ import annotations
