@@ -47,7 +47,7 @@ PIP_FILTER := sed -u '/is ignored: it is neither a file nor a directory/d'
 PORT ?= 8080
 CONFIG ?= config.yml
 
-.PHONY: help venv nni-fix browser fashion-mnist-data lint test demo bench lock clean distclean
+.PHONY: help venv nni-fix browser sshd fashion-mnist-data lint test demo bench lock clean distclean
 
 help:
 	@sed -n '3,10s/^# \{0,1\}//p' Makefile
@@ -87,6 +87,21 @@ browser:
 	  echo ">> could not install chromium; the browser test will fail: run 'sudo apt-get install chromium'"; \
 	else echo ">> /usr/bin/chromium missing: run 'sudo apt-get install chromium' for the portal's browser test"; fi
 
+# The remote training service's test (tests/test_remote_e2e.py) starts its own sshd servers on 127.0.0.2 and
+# 127.0.0.3: Debian's openssh-server, installed when missing and this user may (root), with its system service
+# kept from starting (policy-rc.d: the test needs the program, not a server listening on port 22).
+sshd:
+	@if [ -x /usr/sbin/sshd ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo ">> installing Debian's openssh-server for the remote test (apt-get; its service is not started)"; \
+	  own_policy=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	    chmod +x /usr/sbin/policy-rc.d; own_policy=1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server >/dev/null 2>&1; } || \
+	  echo ">> could not install openssh-server; the remote test will fail: run 'sudo apt-get install openssh-server'"; \
+	  if [ $$own_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	else echo ">> /usr/sbin/sshd missing: run 'sudo apt-get install openssh-server' for the remote test"; fi
+
 # Fashion-MNIST (examples/fashion-mnist.yml, the benchmarks) comes from Debian's dataset-fashion-mnist: installed
 # when missing and this user may (root), as chromium above; otherwise the command to run is printed.
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
@@ -110,7 +125,7 @@ lint: venv
 # waiting on nnictl (experiment start, trial polling), so more workers than cores pays; a module's tests share a
 # worker, and so do the tests of the one shared NASH experiment (tests/conftest.py).
 PYTEST_WORKERS ?= 3
-test: venv lint nni-fix browser
+test: venv lint nni-fix browser sshd
 	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadscope) $(PYTEST_ARGS)
 
 # The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner, then

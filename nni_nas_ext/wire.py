@@ -216,6 +216,9 @@ def experiment_key_path(env: Mapping[str, str] | None = None) -> Path:
         if not path.is_absolute():
             raise WireError(f"{KEY_FILE_ENV} must be an absolute path, but got {explicit!r}")
         return path
+    if env.get("NNI_PLATFORM") == "remote":  # a trial on another host: its own folders hold no key
+        raise WireError(f"this trial runs on a remote host (NNI_PLATFORM=remote) and {KEY_FILE_ENV} is not set: put "
+                        f"{KEY_FILE_ENV}=<the experiment's key file on shared storage> in front of the trialCommand")
     log_dir = env.get("NNI_LOG_DIRECTORY")
     if log_dir:
         return Path(log_dir).parent / KEY_DIR_NAME / KEY_FILE_NAME

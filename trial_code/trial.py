@@ -188,6 +188,10 @@ def default_checkpoint_dir() -> Path:
     if not output:
         raise ValueError("checkpoint_dir is not set and this is not an NNI trial (no NNI_OUTPUT_DIR): give "
                          "TaskConfig(checkpoint_dir=<absolute folder>)")
+    if os.environ.get("NNI_PLATFORM") == "remote":
+        raise ValueError("checkpoint_dir is not set and this trial runs on a remote host (NNI_PLATFORM=remote): the "
+                         "default would be this host's own folder, which the other hosts cannot read; set "
+                         "tuner.classArgs.checkpoint_dir to a folder on storage every host reaches")
     here = Path(output).resolve()
     exp_id = os.environ.get("NNI_EXP_ID")
     for folder in here.parents:

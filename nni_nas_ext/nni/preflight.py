@@ -11,12 +11,15 @@ be checked on this machine is checked here first, in this order, and the first p
    :data:`nni_nas_ext.registry.SEARCHES`, by ``name`` or ``className``; a name or class close to one of ours is
    refused with the match) has valid ``classArgs``: its own validator (unknown keys with close matches, types,
    ranges, NaN/inf, empty lists);
-4. with ``resources=True``: the datasets the search needs exist and load (the same
+4. on NNI's remote training service, what a search needs there (:func:`~nni_nas_ext.nni.remote.remote_problems`:
+   ``nniManagerIp``, a shared ``checkpoint_dir``, the key file in the ``trialCommand``, absolute paths, an
+   uploadable ``trialCodeDirectory``);
+5. with ``resources=True``: the datasets the search needs exist and load (the same
    :func:`~nni_nas_ext.trial_code.datasets.load_dataset` the dispatcher calls), FNA's ``seed_checkpoint``
    loads, N2N's ``teacher`` loads and fits the dataset, and ``checkpoint_dir`` is a folder this user can write or
    create and not a system folder (:func:`~nni_nas_ext.trial_code.checkpoints.checkpoint_dir_unusable`).
 
-A tuner that is not ours passes steps 3 and 4 unjudged (nnictl and that tuner judge it).
+A tuner that is not ours passes steps 3 to 5 unjudged (nnictl and that tuner judge it).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class _Needs:
 
 
 def check_experiment_config(path: str | Path, *, resources: bool = True) -> None:
-    """Check the experiment config at ``path`` as the module docstring says; ``resources=False`` skips step 4.
+    """Check the experiment config at ``path`` as the module docstring says; ``resources=False`` skips step 5.
 
     Raises
     ------
@@ -75,6 +78,12 @@ def check_experiment_config(path: str | Path, *, resources: bool = True) -> None
         needs = _validate(validator, dict(class_args))
     except ValueError as exc:  # ConfigError included
         raise PreflightError(f"{config}: tuner.classArgs: {exc}") from None
+    from .remote import remote_problems
+
+    problems = remote_problems(data, class_args, base=config.parent)
+    if problems:
+        raise PreflightError(f"{config}: this search cannot run on the remote training service:\n- "
+                             + "\n- ".join(problems))
     if resources:
         _check_resources(config, needs)
 
@@ -153,7 +162,7 @@ def _our_validator(config: Path, tuner: Mapping[str, Any]) -> Any | None:
 
 
 def _validate(validator: Any, class_args: dict[str, Any]) -> _Needs:
-    """Run the tuner's validator; what the validated search needs (datasets, folders) for step 4."""
+    """Run the tuner's validator; what the validated search needs (datasets, folders) for step 5."""
     from .fna import FnaClassArgsValidator, split_fna_settings
     from .tuners import NniStrategyClassArgsValidator, SearchClassArgsValidator
 

@@ -213,9 +213,10 @@ class StrategyBridge(CommandLoop, MsgDispatcherBase):
 
         if self.trial_format not in ("nni-nas-ext", "nni"):
             raise ValueError(f"trial_format must be 'nni-nas-ext' or 'nni', got {self.trial_format!r}")
+        key_env = self._remote_key_env()
         if self.trial_format == "nni-nas-ext":
             # the experiment's key: created at the first start, kept for resume (NNI's re-runs must verify)
-            key_path = experiment_key_path()
+            key_path = experiment_key_path(key_env)
             self._trial_key = load_or_create_key(key_path)
             _log.info("Trial parameters are signed with the experiment's key in %s", key_path)
         self.binding = self._make_binding()
@@ -233,6 +234,32 @@ class StrategyBridge(CommandLoop, MsgDispatcherBase):
         self.state.sessions.append({"mode": os.environ.get("NNI_MODE") or "start", "started_at": time.time()})
         self._save_state()
         _log.info("Search built: strategy %r, state file %s", strategy, self.state.path)
+
+    def _remote_key_env(self) -> dict[str, str] | None:
+        """On NNI's remote training service: check what the search needs there (:mod:`..remote`; a problem raises
+        ``ValueError``, which ends the experiment with it as the reason) and return the environment that names the
+        key file of the trial command (on shared storage); None elsewhere (the key lives in the experiment folder)."""
+        from ..remote import (KEY_VARIABLE, dispatcher_experiment_config, is_remote, key_file_from_trial_command,
+                              remote_problems, remote_warnings)
+
+        config = dispatcher_experiment_config()
+        if config is None or not is_remote(config):
+            return None
+        problems = remote_problems(config, self.class_args)
+        if problems:
+            raise ValueError("this search cannot run on the remote training service: " + "; ".join(problems))
+        for warning in remote_warnings(config):
+            _log.warning("%s", warning)
+        service = config["trainingService"]
+        command = str(service.get("trialCommand") or config.get("trialCommand") or "")
+        log_dir = os.environ.get("NNI_LOG_DIRECTORY")  # <experiment working directory>/<experiment id>/log
+        exp_id = os.environ.get("NNI_EXP_ID") or (Path(log_dir).parent.name if log_dir else "")
+        if not exp_id and "NNI_EXP_ID" in command:
+            raise ValueError("the trialCommand's key file names $NNI_EXP_ID, but this dispatcher cannot tell the "
+                             "experiment's id (neither NNI_EXP_ID nor NNI_LOG_DIRECTORY is set)")
+        key_file = key_file_from_trial_command(command, exp_id)
+        assert key_file is not None  # remote_problems checked it
+        return {**os.environ, KEY_VARIABLE: key_file}
 
     def _make_binding(self) -> Experiment:
         from nni.experiment import Experiment
