@@ -20,8 +20,11 @@ def remote(tmp_path: Path, **changes: Any) -> dict[str, Any]:
     code = tmp_path / "trial_code"
     code.mkdir(exist_ok=True)
     (code / "README").write_text("the trials import nni-nas-ext from pythonPath's environment\n")
+    key = tmp_path / "id_ed25519"
+    key.write_text("a key file (NNI's schema checks that it exists)\n")
     service = {"platform": "remote", "machineList": [
-        {"host": "127.0.0.2", "user": "root", "sshKeyFile": "/k"}, {"host": "127.0.0.3", "user": "root"}]}
+        {"host": "127.0.0.2", "user": "root", "sshKeyFile": str(key)},
+        {"host": "127.0.0.3", "user": "root", "sshKeyFile": str(key)}]}
     config: dict[str, Any] = {"trialCommand": COMMAND, "trialCodeDirectory": str(code), "nniManagerIp": "127.0.0.1",
                               "trainingService": service}
     for key, value in changes.items():
