@@ -15,7 +15,7 @@ from __future__ import annotations
 from .architecture import Architecture
 
 #: operators left out of the summary: every block has them, they say nothing about the design
-_PLAIN = frozenset({"bn", "relu", "dropout"})
+_PLAIN = frozenset({"bn", "relu", "dropout", "identity"})
 
 
 def _token(op: str, attrs: dict, inputs: int) -> str:
