@@ -98,9 +98,14 @@ def run_figures(summary: Mapping[str, Any], cpu_s: float) -> dict[str, Any]:
 
 def run_seed(seed: int, out: Path, results: dict[str, Any], *, quick: bool, save: Any) -> None:
     """The teacher and every contestant of one seed (those already in ``results`` are skipped)."""
-    folder = out / f"seed{seed}"
+    folder = out / "work" / f"seed{seed}"  # the searches' checkpoint stores (not committed: benchmarks/results/*/work/)
     nash_store = folder / "nash"
     teacher = results["teachers"].get(str(seed))
+    pending = [name for name in CONTESTANTS if f"{name}-seed{seed}" not in results["runs"]]
+    if teacher is not None and pending and not Path(teacher["checkpoint"]).is_file():
+        print(f"seed {seed}: the teacher's checkpoint {teacher['checkpoint']} is gone (a fresh checkout?); its NASH "
+              "search runs again", flush=True)
+        teacher = None
     if teacher is None:
         settings = {**class_args(ROOT / "examples" / "fashion-mnist.yml"), **(QUICK_TEACHER if quick else {}),
                     "seed": seed, "checkpoint_dir": str(nash_store)}
