@@ -20,6 +20,7 @@ from nni_nas_ext.core.cells import (
     Leaf, Merge, Seq, cell_names, cell_tree, edit_cells, leaves, render, subtree,
 )
 from nni_nas_ext.core.errors import ArchitectureError, MorphismError
+from nni_nas_ext.core.summary import summarize
 from nni_nas_ext.core.morphisms import (
     EXACT_PRIMITIVES, POOL_PRIMITIVES, InsertLayer, ReplicateAdd, SplitConcat, layer_chain, primitive_applies,
     split_sizes, step_is_exact,
@@ -186,6 +187,10 @@ def test_trees_nest_and_paths_name_their_nodes() -> None:
         assert render(tree) == "add(conv3x3, seq(concat(conv3x3, conv3x3), sepconv5x5))"
         assert isinstance(subtree(tree, (1,)), Seq)
         assert [p for p, _ in leaves(tree)] == [(0,), (1, 0, 0), (1, 0, 1), (1, 1)]
+    # the one-line summary (the portal's trial table) shows each cell as its tree
+    text = summarize(arch, params=False)
+    assert text == ("conv3x3-4 > [add(conv3x3, seq(concat(conv3x3, conv3x3), sepconv5x5))] > "
+                    "[add(conv3x3, seq(concat(conv3x3, conv3x3), sepconv5x5))] > gap > fc-10")
     with pytest.raises(MorphismError, match=r"path \[1\] is not a leaf with a layer"):
         edit_cells(arch, "replicate_add", (1,), {"branches": 2})
     with pytest.raises(MorphismError, match=r"no node at path \[5\]"):
