@@ -30,19 +30,18 @@ Example::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from harness.locks import locked
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTESTANTS = ("n2n", "n2n_random")
@@ -99,9 +98,14 @@ def run_figures(summary: Mapping[str, Any], cpu_s: float) -> dict[str, Any]:
 
 def run_seed(seed: int, out: Path, results: dict[str, Any], *, quick: bool, save: Any) -> None:
     """The teacher and every contestant of one seed (those already in ``results`` are skipped)."""
-    folder = out / f"seed{seed}"
+    folder = out / "work" / f"seed{seed}"  # the searches' checkpoint stores (not committed: benchmarks/results/*/work/)
     nash_store = folder / "nash"
     teacher = results["teachers"].get(str(seed))
+    pending = [name for name in CONTESTANTS if f"{name}-seed{seed}" not in results["runs"]]
+    if teacher is not None and pending and not Path(teacher["checkpoint"]).is_file():
+        print(f"seed {seed}: the teacher's checkpoint {teacher['checkpoint']} is gone (a fresh checkout?); its NASH "
+              "search runs again", flush=True)
+        teacher = None
     if teacher is None:
         settings = {**class_args(ROOT / "examples" / "fashion-mnist.yml"), **(QUICK_TEACHER if quick else {}),
                     "seed": seed, "checkpoint_dir": str(nash_store)}
@@ -186,17 +190,6 @@ def plot_rewards(results: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created if missing) for as long as the block runs (processes of ``--jobs``)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _load(path: Path, quick: bool) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {"teachers": {}, "runs": {}, "quick": quick}
 
@@ -238,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     lock = out / "results.lock"
-    with _locked(lock):
+    with locked(lock):
         results = _load(path, args.quick)
     if results.get("quick", args.quick) != args.quick:
         print(f"error: {path} holds {'quick' if results['quick'] else 'full'} runs; use another --out",
@@ -248,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def save() -> None:
         """Merge this process's runs into the file (another process of --jobs may have added its own)."""
-        with _locked(lock):
+        with locked(lock):
             merged = _load(path, args.quick)
             merged["teachers"].update(results["teachers"])
             merged["runs"].update(results["runs"])
@@ -260,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.jobs > 1 and len(args.seeds) > 1:
         status = _run_jobs(args, out)
-        with _locked(lock):
+        with locked(lock):
             results = _load(path, args.quick)
     else:
         status = 0

@@ -119,6 +119,12 @@ SEARCHES: Mapping[str, Search] = MappingProxyType({
     "net2net_random": _ours("net2net_random", "EAS's episodes with uniformly random Net2Net actions (the "
                             "controller's baseline)", "Net2NetRandom", "Net2NetRandom", "eas:RandomNet2Net",
                             "eas:EasConfig", {"compare": ("net2net_random",)}),
+    "path_eas": _ours("path_eas", "Path-level EAS (Cai et al. 2018): cells grown into trees by path-level "
+                      "transformations, chosen by a tree-LSTM meta-controller trained by REINFORCE", "PathLevelEAS",
+                      "PathLevelEas", "path_eas:PathLevelEAS", "path_eas:PathEasConfig"),
+    "path_eas_random": _ours("path_eas_random", "Path-level EAS's episodes with uniformly random decisions (the "
+                             "controller's baseline)", "PathLevelRandom", "PathLevelRandom",
+                             "path_eas:PathLevelRandom", "path_eas:PathEasConfig"),
     "random_morphism": _ours("random_morphism", "Random architectures of the morphism space trained from scratch "
                              "(NASH's own baseline)", "RandomMorphism", "RandomMorphism",
                              "random_morphism:RandomMorphismSearch", "random_morphism:RandomMorphismConfig",

@@ -13,10 +13,10 @@ from __future__ import annotations
 from .cnn_space import CnnSpaceConfig, ConvStageNetwork, StageSpec, build_cnn_space_model, stages_of
 from .mbconv_space import Choice, SuperNetSpace
 from .mbconv_supernet import MBConvSuperNet, MixedLayer, Mixer, remap_to_supernet, supernet_state_shapes
-from .seeds import SEEDS, create_seed, list_seeds, nash_seed, plain_cnn
+from .seeds import SEEDS, cell_cnn, create_seed, list_seeds, nash_seed, plain_cnn
 
 __all__ = [
     "SEEDS", "Choice", "CnnSpaceConfig", "ConvStageNetwork", "MBConvSuperNet", "MixedLayer", "Mixer", "StageSpec",
-    "SuperNetSpace", "build_cnn_space_model", "create_seed", "list_seeds", "nash_seed", "plain_cnn",
+    "SuperNetSpace", "cell_cnn", "build_cnn_space_model", "create_seed", "list_seeds", "nash_seed", "plain_cnn",
     "remap_to_supernet", "stages_of", "supernet_state_shapes",
 ]

@@ -5,6 +5,8 @@
   BatchNorm and ReLU.
 * :func:`plain_cnn` -- a plain CNN of ``depth`` weight layers (conv-BN-ReLU blocks, downsampling by max
   pooling at even intervals), the kind of "plain 20-layer CNN" EAS starts from (Cai et al., AAAI 2018).
+* :func:`cell_cnn` -- Path-level EAS' backbone: a stem, then stages of plain cells between ``identity`` markers
+  (``cell<i>_in``/``cell<i>_out``, read as trees by :mod:`nni_nas_ext.core.cells`), max pooling between stages.
 
 Seeds are pure functions of their arguments and return validated
 :class:`~nni_nas_ext.core.architecture.Architecture` values.
@@ -18,7 +20,7 @@ from typing import Any, Callable
 from nni_nas_ext.core.architecture import Architecture, GraphBuilder
 from nni_nas_ext.core.errors import unknown_name
 
-__all__ = ["SEEDS", "create_seed", "list_seeds", "nash_seed", "plain_cnn"]
+__all__ = ["SEEDS", "cell_cnn", "create_seed", "list_seeds", "nash_seed", "plain_cnn"]
 
 
 def _check(name: str, value: Any, minimum: int) -> None:
@@ -70,8 +72,37 @@ def plain_cnn(depth: int = 20, input_shape: Sequence[int] = (3, 32, 32), num_cla
     return g.build(g.linear(g.gap(x), num_classes))
 
 
+def cell_cnn(input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, widths: Sequence[int] = (16, 32, 64),
+             cells_per_stage: int = 2, stem_width: int = 16, kernel: int = 3) -> Architecture:
+    """Path-level EAS' backbone with plain cells: ``stem -> [cell x cells_per_stage -> maxpool] x stages -> gap -> fc``.
+
+    Every cell starts as one ``conv k x k -> BN -> ReLU`` layer of its stage's width, between identity nodes
+    ``cell<i>_in`` and ``cell<i>_out`` (``i`` counts the cells from 0). Cai et al. (ICML 2018, sec. 4) put their tree
+    cells in DenseNet and PyramidNet stacks; **this plain stack is a deviation** sized for 28x28 and 32x32 images on a
+    CPU budget: no dense or residual connections, so the cells' trees are the only multi-branch structure.
+    """
+    if not widths:
+        raise ValueError("widths must hold at least one stage width, but got an empty list")
+    for w in (*widths, stem_width):
+        _check("each width", w, 1)
+    _check("cells_per_stage", cells_per_stage, 1)
+    _check("kernel", kernel, 1)
+    g = GraphBuilder(input_shape, num_classes)
+    x = g.conv_bn_relu(g.input, stem_width, kernel)
+    cell = 0
+    for s, width in enumerate(widths):
+        if s > 0:
+            x = g.maxpool(x, 2)
+        for _ in range(cells_per_stage):
+            x = g.identity(x, node_id=f"cell{cell}_in")
+            x = g.conv_bn_relu(x, width, kernel)
+            x = g.identity(x, node_id=f"cell{cell}_out")
+            cell += 1
+    return g.build(g.linear(g.gap(x), num_classes))
+
+
 #: Every seed by name (a literal dict, no import-time registration).
-SEEDS: dict[str, Callable[..., Architecture]] = {"nash": nash_seed, "plain": plain_cnn}
+SEEDS: dict[str, Callable[..., Architecture]] = {"nash": nash_seed, "plain": plain_cnn, "cells": cell_cnn}
 
 
 def list_seeds() -> list[str]:

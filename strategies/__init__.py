@@ -1,4 +1,5 @@
-"""Network-transformation search strategies: NASH hill climbing, EAS, FNA, LEMONADE, N2N, random baselines.
+"""Network-transformation search strategies: NASH hill climbing, EAS, Path-level EAS, FNA, LEMONADE, N2N, random
+baselines.
 
 Strategies are pure: they propose jobs (:class:`Candidate` values; FNA's :class:`FnaJob` values) with ``ask()``
 and learn results with ``tell()``, the interface :class:`~.base.SearchStrategy` declares in full; they never
@@ -25,12 +26,13 @@ from .lemonade import LemonadeConfig, LemonadeSearch
 from .n2n import N2NConfig, N2NRandom, N2NSearch
 from .nash import HillClimbing, NashConfig
 from .nash_async import AsyncHillClimbing, AsyncNashConfig
+from .path_eas import PathEasConfig, PathLevelEAS, PathLevelRandom
 from .random_morphism import RandomMorphismConfig, RandomMorphismSearch
 
 __all__ = [
     "NONCONFORMING", "AsyncHillClimbing", "AsyncNashConfig", "Budget", "EasConfig", "EasSearch", "FnaConfig",
     "FnaPipeline", "HillClimbing", "Job", "LemonadeConfig", "LemonadeSearch", "N2NConfig",
-    "N2NRandom", "N2NSearch", "NashConfig", "RandomMorphismConfig",
+    "N2NRandom", "N2NSearch", "NashConfig", "PathEasConfig", "PathLevelEAS", "PathLevelRandom", "RandomMorphismConfig",
     "RandomMorphismSearch", "RandomNet2Net", "SearchStrategy", "create_strategy", "describe_strategy",
     "list_strategies", "strategy_classes",
 ]

@@ -66,7 +66,8 @@ def ids(arch: Architecture) -> set[str]:
 
 
 def test_registry_keeps_the_morphisms_and_adds_the_compressions() -> None:
-    assert set(MORPHISMS) == {"deepen", "widen", "add_skip", "concat_skip", "widen_kernel", "branch"}
+    assert set(MORPHISMS) == {"deepen", "widen", "add_skip", "concat_skip", "widen_kernel", "branch",
+                              "replicate_add", "split_concat", "insert_layer"}
     assert list_morphisms() == list(MORPHISMS)
     assert list_compressions() == list(COMPRESSIONS) == ["remove_layer", "remove_skip", "shrink"]
     assert COMPRESSIONS == {"remove_layer": RemoveLayer, "remove_skip": RemoveSkip, "shrink": Shrink}

@@ -44,7 +44,8 @@ def check_exact(result, arch, state, batch):  # noqa: ANN001, ANN201
 
 
 def test_registry() -> None:
-    assert set(MORPHISMS) == {"deepen", "widen", "add_skip", "concat_skip", "widen_kernel", "branch"}
+    assert set(MORPHISMS) == {"deepen", "widen", "add_skip", "concat_skip", "widen_kernel", "branch",
+                              "replicate_add", "split_concat", "insert_layer"}
     assert create_morphism("widen", mode="noise").mode == "noise"
     with pytest.raises(MorphismError, match="unknown morphism 'widden'.*did you mean 'widen'"):
         create_morphism("widden")

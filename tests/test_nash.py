@@ -21,7 +21,7 @@ import pytest
 from nni_nas_ext.core import Architecture, Step, replay
 from nni_nas_ext.core.config import Config, ConfigError, describe_config, option, parse_config
 from nni_nas_ext.core.jobs import Candidate, candidate_id
-from nni_nas_ext.search_spaces import nash_seed
+from nni_nas_ext.search_spaces import cell_cnn, nash_seed
 from nni_nas_ext.strategies import (
     HillClimbing, NashConfig, SearchStrategy, create_strategy, describe_strategy, list_strategies,
     strategy_classes,
@@ -43,9 +43,18 @@ SMALL_LEMONADE = {"n_initial": 2, "n_generated": 4, "epochs_seed": 2, "epochs_ch
 #: A small N2N: the teacher, two episodes of three students, the best student's final and the teacher's test.
 SMALL_N2N = {"episodes": 2, "students_per_episode": 3, "epochs_teacher": 2, "epochs_student": 1, "epochs_final": 1,
              "policy_hidden_size": 8, "policy_embedding_dim": 4, "seed": 0}
+SMALL_PATH = {"episodes": 2, "children_per_episode": 2, "epochs": 1, "epochs_start": 1, "epochs_final": 1}
 SMALL_CONFIGS: dict[str, dict[str, Any]] = {"nash": SMALL, "nash_async": SMALL, "eas": SMALL_EAS,
-                                            "net2net_random": SMALL_EAS, "random_morphism": SMALL_RANDOM,
+                                            "net2net_random": SMALL_EAS, "path_eas": SMALL_PATH,
+                                            "path_eas_random": SMALL_PATH, "random_morphism": SMALL_RANDOM,
                                             "lemonade": SMALL_LEMONADE, "n2n": SMALL_N2N, "n2n_random": SMALL_N2N}
+#: the seed of the searches that grow cells (Path-level EAS)
+CELL_SEED_ARCH = cell_cnn((1, 8, 8), 10, widths=(4, 8), cells_per_stage=1, stem_width=4)
+
+
+def seed_for(name: str) -> Architecture:
+    """The seed network a strategy of the registry starts from in these tests."""
+    return CELL_SEED_ARCH if name.startswith("path_eas") else SEED_ARCH
 
 Result = Optional[Mapping[str, Any]]
 
@@ -453,8 +462,8 @@ def test_candidate_round_trip_and_validation() -> None:
 
 
 def test_registry() -> None:
-    assert list_strategies() == ["nash", "nash_async", "eas", "net2net_random", "random_morphism", "lemonade", "n2n",
-                                 "n2n_random"]
+    assert list_strategies() == ["nash", "nash_async", "eas", "net2net_random", "path_eas", "path_eas_random",
+                                 "random_morphism", "lemonade", "n2n", "n2n_random"]
     assert strategy_classes("nash") == (NashConfig, HillClimbing)
     strategy = create_strategy("nash", SEED_ARCH, {"n_steps": 1})
     assert isinstance(strategy, HillClimbing) and strategy.config.n_steps == 1

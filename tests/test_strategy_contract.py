@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from test_fna import _adapt_result
-from test_nash import SEED_ARCH, SMALL_CONFIGS, drive, fake_result, trace
+from test_nash import SMALL_CONFIGS, drive, fake_result, seed_for, trace
 
 from nni_nas_ext.core.jobs import Candidate, FnaJob
 from nni_nas_ext.registry import list_searches
@@ -39,7 +39,7 @@ def fna_result(job: FnaJob) -> dict[str, Any]:
 def make(name: str, seed: int = 0) -> SearchStrategy[Any]:
     if name == "fna":
         return FnaPipeline(SMALL_FNA)
-    return create_strategy(name, SEED_ARCH, {**SMALL_CONFIGS[name], "seed": seed})
+    return create_strategy(name, seed_for(name), {**SMALL_CONFIGS[name], "seed": seed})
 
 
 def result_for(name: str) -> Callable[[Any], dict[str, Any]]:

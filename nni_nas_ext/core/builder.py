@@ -78,6 +78,8 @@ def _make_layer(arch: Architecture, node: Node) -> nn.Module:
         return nn.Linear(in_shape[0], a["out_features"], bias=a["bias"])
     if node.op == "dropout":
         return nn.Dropout(a["p"])
+    if node.op == "identity":
+        return nn.Identity()
     if node.op == "add":
         return WeightedSum(a["weights"])
     if node.op == "concat":
@@ -150,7 +152,7 @@ def _functional_layer(arch: Architecture, node: Node, state: StateDict, xs: list
         return x.mean(dim=(2, 3))
     if node.op == "linear":
         return F.linear(x, required("weight"), p("bias"))
-    if node.op == "dropout":  # off, as in eval mode
+    if node.op in ("dropout", "identity"):  # dropout: off, as in eval mode
         return x
     if node.op == "add":
         weights = a["weights"] or (1.0,) * len(xs)

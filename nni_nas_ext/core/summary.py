@@ -7,7 +7,7 @@ kernel, width, stride and groups; pools; merges; the classifier), leaving out wh
     conv3x3-32 > maxpool > conv3x3-64 > maxpool > conv3x3-128 > gap > fc-10 | 94,186 params
 
 A merge names how many inputs it joins (``add(2)``, ``concat(2)``): a branch shows as the layers of both
-paths before it. Pure: no torch, no files.
+paths before it. Pure: no files; no torch unless the network has cells (:func:`_cell_trees`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from .architecture import Architecture
 
 #: operators left out of the summary: every block has them, they say nothing about the design
-_PLAIN = frozenset({"bn", "relu", "dropout"})
+_PLAIN = frozenset({"bn", "relu", "dropout", "identity"})
 
 
 def _token(op: str, attrs: dict, inputs: int) -> str:
@@ -35,11 +35,39 @@ def _token(op: str, attrs: dict, inputs: int) -> str:
 
 
 def summarize(arch: Architecture, *, params: bool = True) -> str:
-    """The layers of ``arch`` that carry its design, joined by ``>``, and (with ``params``) its parameter count."""
+    """The layers of ``arch`` that carry its design, joined by ``>``, and (with ``params``) its parameter count.
+
+    A network with cells (Path-level EAS' seed and its children) shows each cell as its tree in brackets, e.g.
+    ``conv3x3-16 > [add(conv3x3, seq(conv3x3, sepconv5x5))] > maxpool > ...``.
+    """
+    cells = _cell_trees(arch) if any(n.op == "identity" and n.id.endswith("_in") for n in arch.nodes) else None
+    inside: set[str] = set().union(*(c[1] for c in cells.values())) if cells else set()
     tokens = []
     for node_id in arch.topological_order:
+        if cells and node_id in cells:
+            tokens.append(f"[{cells[node_id][0]}]")
+            continue
         node = arch.node(node_id)
-        if node.op not in _PLAIN:
+        if node.op not in _PLAIN and node_id not in inside:
             tokens.append(_token(node.op, dict(node.attrs), len(node.inputs)))
     text = " > ".join(tokens)
     return f"{text} | {arch.num_parameters():,} params" if params else text
+
+
+def _cell_trees(arch: Architecture) -> dict[str, tuple[str, set[str]]] | None:
+    """Per cell's ``<name>_in`` marker: the cell's tree as text and the nodes inside it; ``None`` if a cell is not a
+    tree (then every layer is listed as for any network). Imports the cells module (and torch) only here."""
+    from .cells import cell_names, cell_tree, render
+    from .errors import ArchitectureError
+
+    out = {}
+    for name in cell_names(arch):
+        start, end = f"{name}_in", f"{name}_out"
+        last = arch.node(end).inputs[0]
+        try:
+            text = render(cell_tree(arch, name))
+        except ArchitectureError:
+            return None
+        region = (set(arch.ancestors(last)) | {last, end}) - set(arch.ancestors(start)) - {start}
+        out[start] = (text, region)
+    return out

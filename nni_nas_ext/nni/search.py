@@ -36,12 +36,15 @@ class SeedConfig(Config):
 
     config_name: ClassVar[str] = "seed"
 
-    seed_network: str = option("nash", choices=["nash", "plain"],
-                               doc="nash: conv-pool-conv-pool-conv-gap-fc (NASH's seed); plain: a plain CNN")
+    seed_network: str = option("nash", choices=["nash", "plain", "cells"],
+                               doc="nash: conv-pool-conv-pool-conv-gap-fc (NASH's seed); plain: a plain CNN; cells: "
+                                   "stages of plain cells between markers (Path-level EAS' seed, its default)")
     seed_widths: tuple[int, ...] = option((8, 16, 16), minimum=1, maximum=4096, non_empty=True,
-                                          doc="nash seed: the widths of its three convolutions")
+                                          doc="nash seed: the widths of its three convolutions; cells seed: the "
+                                              "width of each stage (the stem has the first)")
     seed_depth: int = option(4, minimum=2, maximum=200, doc="plain seed: weight layers")
     seed_width: int = option(8, minimum=1, maximum=4096, doc="plain seed: conv width")
+    seed_cells_per_stage: int = option(2, minimum=1, maximum=64, doc="cells seed: cells per stage")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -50,6 +53,9 @@ class SeedConfig(Config):
                               f"but got {list(self.seed_widths)}", key="seed_widths", value=list(self.seed_widths))
 
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> Architecture:
+        if self.seed_network == "cells":
+            return create_seed("cells", input_shape=input_shape, num_classes=num_classes, widths=self.seed_widths,
+                               cells_per_stage=self.seed_cells_per_stage, stem_width=self.seed_widths[0])
         if self.seed_network == "nash":
             return create_seed("nash", input_shape=input_shape, num_classes=num_classes, widths=self.seed_widths)
         stages = 1 if min(input_shape[1:]) < 16 else 2
@@ -81,6 +87,13 @@ def split_settings(settings: Mapping[str, Any] | None, strategy: str = "nash") -
                               value=value)
         for cls in owners[key]:  # "seed" seeds both the search and the trials
             parts[cls][key] = value
+    needs = getattr(classes[0], "seed_network", None)  # a search that grows cells needs a seed that has them
+    if needs is not None:
+        given = parts[SeedConfig].setdefault("seed_network", needs)
+        if given != needs:
+            raise ConfigError(f"{strategy}: 'seed_network' must be {needs!r} (the search transforms the seed's cells), "
+                              f"but got {given!r}; remove the key or set it to {needs!r}", key="seed_network",
+                              value=given)
     search, task, seed = (parse_config(cls, parts[cls]) for cls in classes)
     search.check_task(task)  # a search that needs something of the trials says so (Config.check_task)
     return search, task, seed  # type: ignore[return-value]

@@ -27,7 +27,9 @@ __all__ = [
     "N2NClassArgsValidator", "N2NRandomClassArgsValidator", "N2NRandomTuner", "N2NTuner",
     "NashAsyncClassArgsValidator", "NashAsyncTuner",
     "NashClassArgsValidator", "NashTuner", "Net2NetRandomClassArgsValidator", "Net2NetRandomTuner",
-    "NniStrategyClassArgsValidator", "NniStrategyTuner", "RandomMorphismClassArgsValidator", "RandomMorphismTuner",
+    "NniStrategyClassArgsValidator", "NniStrategyTuner", "PathLevelEasClassArgsValidator", "PathLevelEasTuner",
+    "PathLevelRandomClassArgsValidator", "PathLevelRandomTuner", "RandomMorphismClassArgsValidator",
+    "RandomMorphismTuner",
     "SearchClassArgsValidator", "SearchTuner", "register_all",
 ]
 
@@ -99,6 +101,28 @@ class Net2NetRandomTuner(SearchTuner):
 
     search_name = "net2net_random"
     class_args_validator = Net2NetRandomClassArgsValidator
+
+
+class PathLevelEasClassArgsValidator(SearchClassArgsValidator):
+    search_name = "path_eas"
+
+
+class PathLevelEasTuner(SearchTuner):
+    """Path-level EAS (Cai et al. 2018): cells grown into trees by a tree-LSTM meta-controller, under nnictl."""
+
+    search_name = "path_eas"
+    class_args_validator = PathLevelEasClassArgsValidator
+
+
+class PathLevelRandomClassArgsValidator(SearchClassArgsValidator):
+    search_name = "path_eas_random"
+
+
+class PathLevelRandomTuner(SearchTuner):
+    """Path-level EAS's episodes with uniformly random decisions: the baseline that measures the controller."""
+
+    search_name = "path_eas_random"
+    class_args_validator = PathLevelRandomClassArgsValidator
 
 
 class RandomMorphismClassArgsValidator(SearchClassArgsValidator):

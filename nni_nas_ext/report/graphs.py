@@ -31,7 +31,7 @@ from .figures import Chart, save_figure
 
 __all__ = ["LineageTree", "architecture_graph", "lineage_tree", "tree_of", "winner", "winner_path"]
 
-_FOLDED = frozenset({"bn", "relu", "dropout"})
+_FOLDED = frozenset({"bn", "relu", "dropout", "identity"})
 _MAX_LABEL = 28
 
 

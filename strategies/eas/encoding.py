@@ -40,7 +40,7 @@ __all__ = ["LayerSequence", "deeper_blocks", "layer_sequence", "tokens", "wider_
 _LAYER_OPS = frozenset({"conv", "linear"})
 _POOL_OPS = frozenset({"maxpool", "avgpool", "gap"})
 #: Unary operators folded into the layer before them (BN and ReLU in the paper's token list).
-_FOLDED_OPS = frozenset({"bn", "relu", "dropout"})
+_FOLDED_OPS = frozenset({"bn", "relu", "dropout", "identity"})
 
 
 def widths_up_to(max_width: int, ladder: Sequence[int] = WIDTHS) -> tuple[int, ...]:

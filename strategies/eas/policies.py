@@ -20,7 +20,7 @@ from .._bookkeeping import json_copy
 from .actions import DeeperAction, Trajectory, WiderAction
 from .encoding import LayerSequence
 
-__all__ = ["ControllerLike", "ControllerPolicy", "Policy", "RandomPolicy"]
+__all__ = ["ControllerLike", "ControllerPolicy", "Learner", "Policy", "RandomPolicy"]
 
 
 class ControllerLike(Protocol):
@@ -34,14 +34,19 @@ class ControllerLike(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class Policy(Protocol):
+class Learner(Protocol):
+    """What the episode loop needs of any policy: learn from an episode, save and restore its state."""
+
+    def learn(self, trajectories: list[Any], rewards: list[float]) -> dict[str, Any] | None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class Policy(Learner, Protocol):
     """Where :class:`~.strategy.EasSearch`'s actions come from, and what it learns from an episode."""
 
     def wider(self, seq: LayerSequence, rng: np.random.Generator) -> WiderAction: ...
     def deeper(self, seq: LayerSequence, rng: np.random.Generator) -> DeeperAction: ...
-    def learn(self, trajectories: list[Trajectory], rewards: list[float]) -> dict[str, Any] | None: ...
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 def _generator_state(generator: torch.Generator) -> str:

@@ -67,7 +67,7 @@ from .children import draw_child
 from .config import EasConfig
 from .controller import EasController
 from .encoding import tokens, widths_up_to
-from .policies import ControllerLike, ControllerPolicy, Policy, RandomPolicy
+from .policies import ControllerLike, ControllerPolicy, Learner, Policy, RandomPolicy
 
 __all__ = ["EasSearch", "RandomNet2Net"]
 
@@ -90,11 +90,10 @@ class _EpisodeSearch(CandidateLedger):
     config: EasConfig
 
     def __init__(self, seed_architecture: Architecture, config: Union[EasConfig, Mapping[str, Any], None],
-                 policy: Policy) -> None:
+                 policy: Learner) -> None:
         super().__init__(seed_architecture, config)
         self._policy = policy
-        self._widths = widths_up_to(self.config.max_width)
-        self._widen = Widen(mode=self.config.morphism_mode, widths=self._widths)
+        self._init_actions()
         self._episode = 0
         self._round: list[str] = []  # candidate ids of the current phase (seed, episode or final)
         self._episodes: list[dict[str, Any]] = []
@@ -103,6 +102,21 @@ class _EpisodeSearch(CandidateLedger):
         seed = self._propose_seed(self.config.epochs_start)
         self._cache[seed.architecture.id] = seed.id
         self._round = [seed.id]
+
+    # ---- what a kind of episode search supplies (EAS' Net2Net actions here; Path-level EAS overrides) ---
+
+    def _init_actions(self) -> None:
+        """Set up what :meth:`_draw_child` needs (EAS: the width ladder and the Net2Wider morphism)."""
+        self._widths = widths_up_to(self.config.max_width)
+        self._widen = Widen(mode=self.config.morphism_mode, widths=self._widths)
+
+    def _draw_child(self, start: Architecture) -> tuple[Architecture, Any, list[str], list[str]]:
+        """A child of ``start``: the architecture (lineage from ``start``), its trajectory, actions and notes."""
+        return draw_child(start, self.config, cast(Policy, self._policy), self._widen, self._rng)
+
+    def _load_trajectory(self, data: Any) -> Any:
+        """A trajectory back from its dict form (what :meth:`_draw_child` returned, after JSON)."""
+        return Trajectory.from_dict(data)
 
     # ---- the SearchStrategy interface -------------------------------------------------------------
 
@@ -197,8 +211,7 @@ class _EpisodeSearch(CandidateLedger):
         assert self._best is not None
         start = self._candidates[self._best]
         # draw every child first: an impossible action from the controller raises before anything is proposed
-        drawn = [draw_child(start.architecture, self.config, self._policy, self._widen, self._rng)
-                 for _ in range(self.config.children_per_episode)]
+        drawn = [self._draw_child(start.architecture) for _ in range(self.config.children_per_episode)]
         self._episode += 1
         children, ids = [], []
         for child, trajectory, actions, notes in drawn:
@@ -220,7 +233,7 @@ class _EpisodeSearch(CandidateLedger):
     def _finish_episode(self) -> None:
         record = self._episodes[-1]
         rewards = [self._reward(child["source"]) for child in record["children"]]
-        trajectories = [Trajectory.from_dict(child["trajectory"]) for child in record["children"]]
+        trajectories = [self._load_trajectory(child["trajectory"]) for child in record["children"]]
         record["rewards"] = rewards
         record["controller"] = self._policy.learn(trajectories, rewards)
         best = self._best

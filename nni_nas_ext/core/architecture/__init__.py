@@ -21,6 +21,7 @@ avgpool     kernel, stride [kernel], padding [0]                                
 gap         -- (global average pooling)                                           (C,H,W)->(C,)
 linear      out_features, bias [true]                                             (F,)
 dropout     p [0.5]                                                               any
+identity    -- (no-op; marks a place, e.g. a cell's boundary for path-level EAS)  any
 add         weights [all 1.0]: the merge is ``sum_i weights[i] * inputs[i]``       same shapes
 concat      -- (along channels / features)                                        same H, W
 ========== ===================================================================== ===========

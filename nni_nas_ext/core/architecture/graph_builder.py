@@ -49,6 +49,7 @@ class GraphBuilder:
     relu = _unary("relu")
     gap = _unary("gap")
     dropout = _unary("dropout")
+    identity = _unary("identity")
 
     def conv(self, x: str, out_channels: int, kernel: int, **attrs: Any) -> str:
         return self.node("conv", [x], out_channels=out_channels, kernel=kernel, **attrs)

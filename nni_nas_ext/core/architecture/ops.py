@@ -58,12 +58,13 @@ OPS: Mapping[str, OpSpec] = {
     "gap": OpSpec({}),
     "linear": OpSpec({"out_features": AttrSpec("int", minimum=1), "bias": AttrSpec("bool", True)}),
     "dropout": OpSpec({"p": AttrSpec("float", 0.5, minimum=0.0, maximum=1.0)}),
+    "identity": OpSpec({}),
     "add": OpSpec({"weights": AttrSpec("floats", None)}, min_inputs=2, max_inputs=None),
     "concat": OpSpec({}, min_inputs=2, max_inputs=None),
 }
 
 #: Operators whose output is non-negative whenever all their inputs are (used by deepen).
-SIGN_PRESERVING = frozenset({"maxpool", "avgpool", "gap", "dropout", "concat"})
+SIGN_PRESERVING = frozenset({"maxpool", "avgpool", "gap", "dropout", "identity", "concat"})
 
 
 def default_for(op: str, name: str, attrs: Mapping[str, Any]) -> Any:

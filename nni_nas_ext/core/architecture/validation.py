@@ -132,7 +132,7 @@ def infer_shape(node: Node, in_shapes: Sequence[Shape]) -> Shape:
             raise ArchitectureError(node.id, "linear needs a flat (features,) input; put 'gap' before it",
                                     f"shape {in_shapes[0]}")
         return (a["out_features"],)
-    if op in ("bn", "relu", "dropout"):
+    if op in ("bn", "relu", "dropout", "identity"):
         return in_shapes[0]
     if op == "add":
         if len(set(in_shapes)) != 1:

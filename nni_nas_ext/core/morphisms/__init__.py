@@ -11,6 +11,10 @@ from .branch import Branch
 from .channels import NotApplicable
 from .deepen import BN_EPS, Deepen, bn_identity, nni_bn_rule
 from .kernel import WidenKernel
+from .path_level import (
+    EXACT_PRIMITIVES, POOL_PRIMITIVES, PRIMITIVES, InsertLayer, ReplicateAdd, SplitConcat, layer_chain, layer_primitive,
+    primitive_applies, split_sizes,
+)
 from .registry import (
     COMPRESSIONS, MORPHISMS, chain_is_exact, create_morphism, list_compressions, list_morphisms, random_chain, replay,
     step_is_exact,
@@ -29,4 +33,8 @@ __all__ += [
     "COMPRESSIONS", "CRITERIA", "RemoveLayer", "RemoveSkip", "Shrink", "chain_is_exact", "drop_state",
     "following_bn", "list_compressions", "previous_width", "prune_dead", "step_is_exact", "top_units",
     "unit_scores",
+]
+__all__ += [
+    "EXACT_PRIMITIVES", "POOL_PRIMITIVES", "PRIMITIVES", "InsertLayer", "ReplicateAdd", "SplitConcat", "layer_chain",
+    "layer_primitive", "primitive_applies", "split_sizes",
 ]

@@ -35,7 +35,7 @@ from .base import StateDict
 
 __all__ = ["ChannelPlan", "NotApplicable", "plan_channels"]
 
-_CHANNELWISE = frozenset({"bn", "relu", "maxpool", "avgpool", "dropout", "gap"})
+_CHANNELWISE = frozenset({"bn", "relu", "maxpool", "avgpool", "dropout", "identity", "gap"})
 
 
 class NotApplicable(Exception):

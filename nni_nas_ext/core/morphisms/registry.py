@@ -18,6 +18,7 @@ from .base import Morphism, MorphismResult, WeightTransform
 from .branch import Branch
 from .deepen import Deepen
 from .kernel import WidenKernel
+from .path_level import InsertLayer, ReplicateAdd, SplitConcat
 from .remove import RemoveLayer, RemoveSkip
 from .shrink import Shrink
 from .skip import AddSkip, ConcatSkip
@@ -34,6 +35,10 @@ MORPHISMS: dict[str, type[Morphism]] = {
     "concat_skip": ConcatSkip,
     "widen_kernel": WidenKernel,
     "branch": Branch,
+    # path-level transformations (Cai et al., ICML 2018); insert_layer's pooling steps are not exact
+    "replicate_add": ReplicateAdd,
+    "split_concat": SplitConcat,
+    "insert_layer": InsertLayer,
 }
 
 

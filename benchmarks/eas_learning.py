@@ -1,0 +1,306 @@
+"""Does EAS' controller learn? EAS against Net2NetRandom over many cheap episodes (issue 19, part 1).
+
+EAS (Cai et al., AAAI 2018) trains its controller by REINFORCE, which needs hundreds of sampled children; the
+earlier benchmarks gave it one or two updates. This harness gives it many, on a cheap proxy of the task, and
+checks that the proxy ranks networks as a fuller evaluation does.
+
+The protocol, fixed before any measured run (``PROTOCOL`` below; ``results.json`` records it and refuses another):
+
+* **Task (the proxy)**: Fashion-MNIST, 6,000 of the 60,000 training images (``limit``), one sixth held out for
+  validation by a fixed split (split seed 0): 5,000 to train, 1,000 to validate. One torch thread, in-process
+  through NNI's sequential engine (no nnictl), so every CPU-second is the search's or a trial's.
+* **Search**: the EAS settings of ``PROTOCOL["search"]``: the NASH seed (widths 8-16-16) trained 3 epochs; each
+  episode 5 children of the best net so far, each 2 Net2Wider and 2 Net2Deeper actions (``morphism_mode:
+  noise``, EAS' own), trained **1 epoch** from their parent's weights; widths capped at 64; no final training
+  (``epochs_final: 0``: the question is the controller, not the winner). ``episodes`` is fixed from one
+  calibration run on seed 99 (not a measured seed) so that a run takes about 40 CPU-minutes.
+* **Contestants**: ``eas`` (the controller, the paper's REINFORCE settings) and ``net2net_random`` (the same
+  episodes, uniform actions, no learning); seeds 0, 1, 2 each.
+* **Reward per episode**: the mean validation accuracy of the episode's children (what the controller's reward
+  ``tan(acc pi / 2)`` is computed from; a child whose architecture was trained before gets that accuracy again).
+* **Statistic**: per run, the mean reward over the last third of the episodes; then EAS minus Net2NetRandom,
+  paired by seed, mean +- std.
+* **Rank check of the proxy**: 24 children drawn (NumPy seed 0) from the trained children of the seed-0 runs are
+  trained again from their parent's weights for 4 epochs on 20,000 images (18,000 / 2,000 split); the Spearman
+  rank correlation between their proxy and full validation accuracies is reported (scipy).
+
+Outputs in ``benchmarks/results/eas-learning/``: ``results.json`` (each run written as it ends, so the script
+resumes), ``summary.md`` and ``rewards.png`` (mean +- std over seeds per episode).
+
+Example::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eas_learning.py --calibrate      # seed 99, 3 episodes: timing
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eas_learning.py --jobs 2         # the 6 runs, 2 at a time
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eas_learning.py --rank-check     # after the seed-0 runs
+    .venv/bin/python benchmarks/eas_learning.py --quick --out /tmp/eas-smoke        # digits, tiny: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.locks import locked
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTESTANTS = ("eas", "net2net_random")
+TASK = {"dataset": "fashion-mnist", "limit": 6000, "val_fraction": 1 / 6, "split_seed": 0, "batch_size": 128,
+        "lr": 0.05, "threads": 1}
+SEARCH = {"children_per_episode": 5, "n_wider": 2, "n_deeper": 2, "epochs": 1, "epochs_start": 3,
+          "epochs_final": 0, "max_width": 64, "morphism_mode": "noise", "seed_network": "nash",
+          "seed_widths": [8, 16, 16]}
+#: fixed from the calibration run (seed 99) before any measured run; see the module docstring
+EPISODES = None
+FULL = {"limit": 20000, "val_fraction": 0.1, "epochs": 4, "networks": 24, "draw_seed": 0}
+PROTOCOL = {"version": 1, "task": TASK, "search": SEARCH, "episodes": EPISODES, "full": FULL,
+            "contestants": list(CONTESTANTS), "statistic": "mean reward over the last third of the episodes"}
+QUICK_TASK = {"dataset": "digits", "limit": None, "val_fraction": 0.2, "batch_size": 64, "threads": 1}
+QUICK_SEARCH = {**SEARCH, "epochs_start": 1, "seed_widths": [4, 8, 8], "children_per_episode": 2}
+
+
+def _settings(contestant: str, seed: int, store: Path, *, quick: bool, episodes: int) -> dict[str, Any]:
+    task = QUICK_TASK if quick else TASK
+    search = QUICK_SEARCH if quick else SEARCH
+    return {**task, **search, "episodes": episodes, "seed": seed, "checkpoint_dir": str(store)}
+
+
+def run_one(contestant: str, seed: int, out: Path, *, quick: bool, episodes: int) -> dict[str, Any]:
+    """One search in-process; its per-episode rewards, children and CPU time."""
+    from nni_nas_ext.nni.search import run_in_process
+
+    store = out / "work" / f"{contestant}-seed{seed}"
+    cpu, wall = time.process_time(), time.time()
+    summary, strategy = run_in_process(contestant, _settings(contestant, seed, store, quick=quick,
+                                                             episodes=episodes))
+    cpu_s, wall_s = time.process_time() - cpu, time.time() - wall
+    state = strategy.search.state_dict()
+    while "inner" in state:  # under the middleware
+        state = state["inner"]
+    episodes_out = []
+    for e in summary.get("history", []):
+        children = e["children"]
+        rewards = [c["val_acc"] if c["val_acc"] is not None else 0.0 for c in children]
+        episodes_out.append({"episode": e["episode"], "reward": statistics.mean(rewards) if rewards else None,
+                             "controller": e.get("controller"),
+                             "children": [{k: c.get(k) for k in ("candidate", "cached_from", "arch_id", "params",
+                                                                  "val_acc", "actions")} for c in children]})
+    candidates = {c["id"]: c for c in state["candidates"]}
+    return {"contestant": contestant, "seed": seed, "status": summary["status"], "reason": summary.get("reason"),
+            "episodes": episodes_out, "cpu_minutes": round(cpu_s / 60, 2), "wall_minutes": round(wall_s / 60, 2),
+            "store": str(store), "candidates": candidates}
+
+
+def last_third(rewards: Sequence[float]) -> float:
+    """The mean of the last third of the episodes' rewards (at least one episode)."""
+    n = max(1, len(rewards) // 3)
+    return statistics.mean(rewards[-n:])
+
+
+def _mean_std(values: Sequence[float], fmt: str = ".4f") -> str:
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):{fmt}} ± {std:{fmt}}"
+
+
+def summary_markdown(results: Mapping[str, Any]) -> str:
+    runs = results["runs"]
+    lines = ["# Does EAS' controller learn? EAS against Net2NetRandom on a cheap proxy", "",
+             "Reward per episode: the mean validation accuracy of its children. Statistic: the mean reward over the "
+             "last third of the episodes.", "",
+             "| contestant | runs | episodes | last-third reward | first-third reward | CPU-minutes |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name in CONTESTANTS:
+        mine = [r for r in runs.values() if r["contestant"] == name and r["status"] == "finished"]
+        rewards = [[e["reward"] for e in r["episodes"]] for r in mine]
+        lines.append(f"| {name} | {len(mine)} | {_mean_std([len(x) for x in rewards], '.0f')} | "
+                     f"{_mean_std([last_third(x) for x in rewards])} | "
+                     f"{_mean_std([statistics.mean(x[:max(1, len(x) // 3)]) for x in rewards])} | "
+                     f"{_mean_std([r['cpu_minutes'] for r in mine], '.1f')} |")
+    diffs = []
+    for seed in sorted({r["seed"] for r in runs.values()}):
+        a, b = runs.get(f"eas-seed{seed}"), runs.get(f"net2net_random-seed{seed}")
+        if a and b and a["status"] == b["status"] == "finished":
+            diffs.append(last_third([e["reward"] for e in a["episodes"]])
+                         - last_third([e["reward"] for e in b["episodes"]]))
+    lines += ["", f"EAS minus Net2NetRandom, paired by seed (n={len(diffs)}): "
+              f"{_mean_std([100 * d for d in diffs], '+.2f')} points of validation accuracy.", ""]
+    rank = results.get("rank_check")
+    if rank:
+        lines += [f"Rank check of the proxy: Spearman rho = {rank['spearman']:.3f} (p = {rank['p_value']:.3g}) over "
+                  f"{len(rank['networks'])} networks (proxy: 1 epoch on 5,000 images; full: {FULL['epochs']} epochs "
+                  f"on {FULL['limit']:,} images, both from the parent's weights).", ""]
+    lines += ["| run | episodes | last-third reward | CPU-minutes |", "| --- | ---: | ---: | ---: |"]
+    for key, r in sorted(runs.items()):
+        rewards = [e["reward"] for e in r["episodes"]]
+        lines.append(f"| {key} | {len(rewards)} | {last_third(rewards) if rewards else float('nan'):.4f} | "
+                     f"{r['cpu_minutes']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_rewards(results: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in CONTESTANTS:
+        curves = [[e["reward"] for e in r["episodes"]] for r in results["runs"].values()
+                  if r["contestant"] == name and r["episodes"]]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        data = np.asarray([c[:n] for c in curves])
+        mean, std = data.mean(axis=0), data.std(axis=0)
+        x = np.arange(1, n + 1)
+        ax.plot(x, mean, label=f"{name} ({len(curves)} seeds)")
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("episode")
+    ax.set_ylabel("mean validation accuracy of the children")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def rank_check(results: Mapping[str, Any], *, quick: bool) -> dict[str, Any]:
+    """Train FULL['networks'] children of the seed-0 runs again, longer on more data, from their parent's weights;
+    the Spearman correlation of the proxy's and the full validation accuracies."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from nni_nas_ext.core.jobs import Candidate
+    from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
+
+    pool = []
+    for key in ("eas-seed0", "net2net_random-seed0"):
+        run = results["runs"].get(key)
+        if not run:
+            raise SystemExit(f"the rank check needs the run {key}: run the searches first")
+        for e in run["episodes"]:
+            for c in e["children"]:
+                if c["candidate"] and c["val_acc"] is not None:
+                    pool.append((run, c))
+    draw = np.random.default_rng(FULL["draw_seed"]).permutation(len(pool))[:FULL["networks"]]
+    networks = []
+    for i in sorted(draw.tolist()):
+        run, child = pool[i]
+        original = Candidate.from_dict(run["candidates"][child["candidate"]])
+        bigger = {} if quick else {"limit": FULL["limit"], "val_fraction": FULL["val_fraction"]}
+        task = TaskConfig(**{**(QUICK_TASK if quick else TASK), **bigger, "checkpoint_dir": run["store"] + "-full",
+                             "seed": run["seed"]})
+        _copy_parent(Path(run["store"]), Path(run["store"] + "-full"), original.parent)
+        full = run_candidate(_with_epochs(original, FULL["epochs"]), task, _Quiet())
+        networks.append({"candidate": original.id, "proxy_val_acc": child["val_acc"],
+                         "full_val_acc": full["default"], "params": child["params"]})
+    rho, p = spearmanr([n["proxy_val_acc"] for n in networks], [n["full_val_acc"] for n in networks])
+    return {"spearman": float(rho), "p_value": float(p), "networks": networks}
+
+
+class _Quiet:
+    def intermediate(self, value: Any) -> None:
+        pass
+
+    def final(self, value: Any) -> None:
+        pass
+
+
+def _with_epochs(candidate: Any, epochs: int) -> Any:
+    from nni_nas_ext.core.jobs import Candidate
+
+    data = candidate.to_dict()
+    data["epochs"] = epochs
+    return Candidate.from_dict(data)
+
+
+def _copy_parent(store: Path, full: Path, parent: str | None) -> None:
+    """The parent's checkpoint in a store of its own for the full trainings (the run's store stays as it was)."""
+    import shutil
+
+    full.mkdir(parents=True, exist_ok=True)
+    if parent is None:
+        return
+    for path in store.glob(f"{parent}*"):
+        if not (full / path.name).exists():
+            shutil.copy2(path, full / path.name)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {"protocol": PROTOCOL, "runs": {}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "eas-learning"))
+    parser.add_argument("--quick", action="store_true", help="digits and tiny budgets: a smoke test, no measurement")
+    parser.add_argument("--calibrate", action="store_true", help="seed 99, 3 episodes of EAS: the time per episode")
+    parser.add_argument("--rank-check", action="store_true", help="the proxy's rank check (after the seed-0 runs)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each its own process (2 on 2 cores)")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # contestant-seed of one run (the processes of --jobs)
+    args = parser.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    episodes = 2 if args.quick else EPISODES
+    if args.calibrate:
+        run = run_one("eas", 99, out / "calibration", quick=args.quick, episodes=3)
+        per = run["cpu_minutes"] / max(1, len(run["episodes"]))
+        print(json.dumps({"cpu_minutes": run["cpu_minutes"], "episodes": len(run["episodes"]),
+                          "cpu_minutes_per_episode_with_seed": round(per, 3)}))
+        return 0
+    if episodes is None:
+        print("error: EPISODES is not fixed yet: run --calibrate and fix it in the protocol first", file=sys.stderr)
+        return 2
+    path = out / "results.json"
+    results = _load(path)
+    if not args.quick and results.get("protocol") != PROTOCOL:
+        print(f"error: {path} was made with another protocol; use another --out", file=sys.stderr)
+        return 2
+    if args.rank_check:
+        results["rank_check"] = rank_check(results, quick=args.quick)
+    else:
+        todo = [(c, s) for s in args.seeds for c in CONTESTANTS if f"{c}-seed{s}" not in results["runs"]]
+        if args.only:
+            todo = [t for t in todo if f"{t[0]}-seed{t[1]}" == args.only]
+        if args.jobs > 1 and len(todo) > 1:
+            for start in range(0, len(todo), args.jobs):
+                batch = todo[start:start + args.jobs]
+                procs = [subprocess.Popen([sys.executable, __file__, "--out", str(out), "--only", f"{c}-seed{s}",
+                                           *(["--quick"] if args.quick else [])]) for c, s in batch]
+                if any([p.wait() != 0 for p in procs]):  # a list: wait for every process
+                    return 1
+            results = _load(path)
+        else:
+            for contestant, seed in todo:
+                run = run_one(contestant, seed, out, quick=args.quick, episodes=episodes)
+                with locked(out / "results.lock"):  # another process of --jobs may write its own run
+                    merged = _load(path)
+                    merged["runs"][f"{contestant}-seed{seed}"] = run
+                    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+                    tmp.write_text(json.dumps(merged, indent=1))
+                    tmp.replace(path)
+                results = merged
+                print(f"{contestant} seed {seed}: {len(run['episodes'])} episodes, {run['cpu_minutes']} CPU-minutes")
+            if args.only:
+                return 0
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)
+    (out / "summary.md").write_text(summary_markdown(results))
+    plot_rewards(results, out / "rewards.png")
+    print(f"wrote {out / 'summary.md'}, {out / 'rewards.png'}, {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
