@@ -170,7 +170,7 @@ def m_huge_or_extreme_int(rng, base):
 def m_unknown_op(rng, base):
     data = copy.deepcopy(base.data)
     node = rng.choice(data["nodes"])
-    op = rng.choice(["Conv", "conv2d", "", "identity", "pool", "CONV", "linear ", "softmax", "input", "sep_conv"])
+    op = rng.choice(["Conv", "conv2d", "", "Identity", "pool", "CONV", "linear ", "softmax", "input", "sep_conv"])
     node["op"] = op
     return Case("unknown_op", data, Expect(node["id"], ("'op'", repr(op))))
 
