@@ -128,6 +128,12 @@ PYTEST_WORKERS ?= 3
 test: venv lint nni-fix browser sshd
 	NNI_NAS_EXT_ARTIFACTS='$(ARTIFACTS)' $(VENV_PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadscope) $(PYTEST_ARGS)
 
+# The fast suite (issue 13): no end-to-end test (nnictl) and no slow one (a benchmark script, a whole search in-process,
+# a learning test or a property test of hundreds of cases; each >= 1.5 s here). `make test` runs them all.
+.PHONY: test-fast
+test-fast: venv
+	$(VENV_PY) -m pytest -n 2 --dist loadscope -m "not e2e and not slow" $(PYTEST_ARGS)
+
 # The main job: register our tuners with nnictl, run config.yml, follow it, summarise and export the winner, then
 # write the experiment's report (read from its folder, found through the portal still running on PORT) and print
 # where its index.html is.

@@ -74,6 +74,7 @@ def test_decide_needs_speed_on_every_network_and_accuracy_within_noise(bench) ->
     assert bench.decide(slow, acc, n_val=6000)["adopt"] is None
 
 
+@pytest.mark.slow
 def test_quick_run_writes_the_json_and_the_summary(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)], cwd=ROOT, env=env,

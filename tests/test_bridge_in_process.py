@@ -59,6 +59,7 @@ def test_state_codec_names_what_it_cannot_store() -> None:
         encode_state({"history": [1, Opaque()]})
 
 
+@pytest.mark.slow
 def test_in_process_resume_replays_missed_results_and_routes_rerun_trials(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from nni.runtime.tuner_command_channel import CommandType
@@ -125,6 +126,7 @@ def test_in_process_resume_replays_missed_results_and_routes_rerun_trials(tmp_pa
     assert [s["mode"] for s in second["sessions"]] == ["start", "resume"]
 
 
+@pytest.mark.slow
 def test_in_process_resume_ends_a_parameter_nni_never_made_a_trial_of(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The stop came between the dispatcher's TR and the manager's submission: NNI lists no trial of that

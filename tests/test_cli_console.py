@@ -87,6 +87,7 @@ def test_colour_codes_reach_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> 
     assert plain(red, Tty()) == "INFO: Successfully started experiment!"
 
 
+@pytest.mark.slow
 def test_nnictl_runs_without_the_pkg_resources_warning() -> None:
     env = nnictl_env({**os.environ, "PYTHONWARNINGS": "error::ResourceWarning"})
     assert env["PYTHONWARNINGS"] == "error::ResourceWarning,ignore:pkg_resources is deprecated"

@@ -14,6 +14,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import compare_n2n  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs the benchmark script (issue 13: not in the fast suite)
+
 
 def test_quick_run_writes_the_report_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert compare_n2n.main(["--quick", "--seeds", "0", "--out", str(tmp_path)]) == 0

@@ -11,6 +11,8 @@ With ``CI`` set, hypothesis is derandomised so CI runs the same cases every time
 
 from __future__ import annotations
 
+import pytest
+
 import math
 import os
 
@@ -35,6 +37,7 @@ _settings = settings(max_examples=EXAMPLES, deadline=None, derandomize=bool(os.e
                      suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @_settings
 @given(arch_seed=st.integers(0, 2**32 - 1), site_seed=st.integers(0, 2**32 - 1))
 def test_each_compression_gives_a_smaller_child_of_exact_slices(arch_seed: int, site_seed: int) -> None:
@@ -86,6 +89,7 @@ def test_removals_undo_deepen_skips_and_replicated_branches(arch_seed: int, seed
         assert all(torch.equal(restored[k], state[k]) for k in state), what
 
 
+@pytest.mark.slow
 @_settings
 @given(arch_seed=st.integers(0, 2**32 - 1), chain_seed=st.integers(0, 2**32 - 1), length=st.integers(2, 6))
 def test_chains_of_morphisms_and_compressions_replay_exactly(arch_seed: int, chain_seed: int, length: int) -> None:

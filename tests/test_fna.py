@@ -176,6 +176,7 @@ TINY = {"source_dataset": "digits", "target_dataset": "digits", "source_limit": 
         "epochs_param": 1, "baselines": True, "batch_size": 32, "seed": 1}
 
 
+@pytest.mark.slow
 def test_the_whole_pipeline_runs_in_process_and_parameter_adaptation_starts_from_the_remapped_seed(
         tmp_path: Path) -> None:
     fna, task, adaptation = split_fna_settings({**TINY, "checkpoint_dir": str(tmp_path)})

@@ -168,6 +168,7 @@ def _remapped(seed: int = 0) -> tuple[SuperNetSpace, MBConvSuperNet, tuple[torch
     return space, net, (x[256:640], y[256:640], x[640:], y[640:])
 
 
+@pytest.mark.slow
 def test_a_tiny_run_learns_and_reports_every_epoch() -> None:
     # What was asserted before (issue 13): the epoch-6 weight loss of a *randomly initialised* super-network
     # below epoch 1's, with 2 weight steps an epoch. Measured on 12 seeds: a coin flip (3-6 of 12 failed, on
@@ -189,6 +190,7 @@ def test_a_tiny_run_learns_and_reports_every_epoch() -> None:
         assert sum(probs) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_search_and_leaves_the_global_generator_alone() -> None:
     outcomes = []
     for _ in range(2):

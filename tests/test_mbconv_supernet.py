@@ -74,6 +74,7 @@ def test_op_madds_sum_equals_num_madds() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_supernet_path_equals_derived_network() -> None:
     space = SuperNetSpace(small_seed(), max_layers=3)
     supernet = randomise(MBConvSuperNet(space), seed=5)

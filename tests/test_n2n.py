@@ -354,6 +354,7 @@ def test_the_bridge_state_file_round_trip_resumes_with_the_same_next_students() 
     assert [c.to_dict() for r in drive(original) for c in r] == [c.to_dict() for r in drive(resumed) for c in r]
 
 
+@pytest.mark.slow
 def test_the_policy_learns_what_random_actions_do_not() -> None:
     """On a synthetic task (accuracy falls once a student keeps less than a fifth of the teacher's parameters), the
     policy's mean reward per episode rises and ends above the random baseline's at the same budget."""

@@ -10,6 +10,8 @@ import pytest
 from nni_nas_ext.core.config import ConfigError
 from nni_nas_ext.strategies.middleware import innermost_state
 
+pytestmark = pytest.mark.slow  # whole searches through the sequential engine (issue 13: not in the fast suite)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -138,6 +138,7 @@ def test_wheel_has_no_other_top_level(wheel):
     assert top_level == ["nni_nas_ext"]
 
 
+@pytest.mark.slow
 def test_installed_package_maps_folders(tmp_path):
     """The installed package (editable in .venv) resolves the mapped folders, also outside the repo, and
     none of the top-level folders is importable as a module of its own."""

@@ -6,6 +6,8 @@ With ``CI`` set, hypothesis is derandomised so CI runs the same 300 cases every 
 
 from __future__ import annotations
 
+import pytest
+
 import os
 
 import numpy as np
@@ -24,6 +26,7 @@ _settings = settings(max_examples=EXAMPLES, deadline=None, derandomize=bool(os.e
                      suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @_settings
 @given(arch_seed=st.integers(0, 2**32 - 1), chain_seed=st.integers(0, 2**32 - 1), length=st.integers(5, 8))
 def test_random_chains_preserve_function(arch_seed: int, chain_seed: int, length: int) -> None:

@@ -110,6 +110,7 @@ def test_the_report_has_every_figure_as_png_and_svg_and_works_offline(nash_folde
     assert caption is not None and "&#x27;macs&#x27;" in caption.group(1)  # the trial's 'macs' before 'flops'
 
 
+@pytest.mark.slow
 def test_the_page_names_every_trial_and_where_each_field_came_from(nash_folder, tmp_path: Path) -> None:
     folder, trials, names = nash_folder
     page = write_report(folder, tmp_path / "report").read_text()
@@ -201,6 +202,7 @@ def test_fna_jobs_get_a_report_without_a_lineage_tree(tmp_path: Path) -> None:
     assert re.search(r"Left out: [^<]*lineage-tree", page)  # said, not drawn empty
 
 
+@pytest.mark.slow
 def test_a_hostile_name_is_escaped_everywhere(tmp_path: Path) -> None:
     trials, names = nash_search()
     hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -223,6 +225,7 @@ def failed_result_of(trial: FakeTrial) -> dict[str, Any]:
     return failed_result(Candidate.from_dict(trial.job), "boom")
 
 
+@pytest.mark.slow
 def test_an_earlier_report_s_figures_that_no_longer_apply_are_removed(tmp_path: Path) -> None:
     trials, _ = nash_search(latency=True)
     out = tmp_path / "report"
@@ -236,6 +239,7 @@ def test_an_earlier_report_s_figures_that_no_longer_apply_are_removed(tmp_path: 
 
 # ---- the command ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_command_finds_an_id_and_prints_the_page_s_path(nash_folder, tmp_path: Path, capsys) -> None:
     folder, _, _ = nash_folder
     assert cli.main(["report", "abc123xy", "--experiment-dir", str(folder.parent)]) == 0
