@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from nni_nas_ext.core.architecture import Architecture, Lineage
+from nni_nas_ext.core.architecture import Architecture, Lineage, Step
 from nni_nas_ext.core.cells import Leaf, cell_names, cell_tree, edit_cells, leaves
 from nni_nas_ext.core.morphisms import InsertLayer, ReplicateAdd, SplitConcat, primitive_applies
 
@@ -142,7 +142,9 @@ def apply_decisions(start: Architecture, decisions: Sequence[Decision], options:
     """
     first = cell_names(start)[0]
     ids = [leaf.nodes[0] if leaf.nodes else None for _, leaf in leaves(cell_tree(start, first))]
-    arch, steps, done = start, [], []
+    arch = start
+    steps: list[Step] = []
+    done: list[str] = []
     inserts, expands = insert_choices(config), expand_choices(config)
     for d in decisions:
         name = (inserts if d.kind == "insert" else expands)[d.choice]
