@@ -68,6 +68,28 @@ def test_episode_structure_roles_counts_and_parents() -> None:
         assert summary["winner"]["lineage"] and all(isinstance(d, str) for d in summary["winner"]["lineage"])
 
 
+@pytest.mark.parametrize("start", ["best", "seed"])
+def test_start_seed_keeps_the_seed_as_every_episodes_start_and_the_final_trains_the_best(start: str) -> None:
+    search = eas(start=start, episodes=3)
+    seed = search.ask()[0]
+    search.tell(seed.id, fake_result(seed))
+    parents, best_children = [], []
+    while not search.finished:
+        batch = search.ask()
+        if batch[0].role != "child":
+            finals = batch
+            break
+        parents.append({c.parent for c in batch})
+        for c in batch:
+            search.tell(c.id, fake_result(c))
+        best_children.append(search.incumbent.id)
+    if start == "seed":
+        assert parents == [{seed.id}] * 3
+    else:
+        assert parents[1:] == [{b} for b in best_children[:-1]]
+    assert finals[0].role == "final" and finals[0].parent == search.incumbent.id  # the best found, either way
+
+
 def test_the_controller_gets_every_episodes_trajectories_and_rewards() -> None:
     controller = FakeController()
     search = eas(controller)

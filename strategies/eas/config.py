@@ -113,6 +113,11 @@ class EasConfig(Config):
     epochs_final: int = option(
         4, minimum=0, maximum=100_000,
         doc="epochs of the final training on train+val of the winner and of the seed")
+    start: str = option(
+        "best", choices=("best", "seed"),
+        doc="the start net of every episode: 'best', the best net so far (paper); 'seed', always the trained seed, "
+            "so that every episode's rewards are comparable and the controller's learning can be measured (a "
+            "deviation; the final phase still trains the best net found)")
     max_width: int = option(
         256, minimum=WIDTHS[0], maximum=WIDTHS[-1],
         doc=f"layers grow along the width ladder {list(WIDTHS)} up to this; wider layers are masked "

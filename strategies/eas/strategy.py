@@ -37,8 +37,9 @@ Deviations from the paper and choices it leaves open (marked **[dev]**):
   If the seed fails the search stops.
 * **[dev]** Rewards are the validation accuracies clipped to ``[0, 1]``; the controller clips them further
   to 0.999 before ``tan(acc * pi / 2)`` (see :mod:`.reinforce`).
-* **[dev]** The start net of an episode is the best net found so far, its accuracy being whatever it
-  scored when trained (the seed: after ``epochs_start`` epochs; a child: after its ``epochs`` of
+* **[dev]** The start net of an episode is the best net found so far (``start: best``; ``start: seed`` keeps the
+  trained seed as every episode's start, to measure the controller on comparable episodes), its accuracy being
+  whatever it scored when trained (the seed: after ``epochs_start`` epochs; a child: after its ``epochs`` of
   fine-tuning). Ties go to the net found first.
 * **[dev]** Final phase as in NASH here: the winner and the seed are both trained ``epochs_final`` more
   epochs on train+val with the test set evaluated (the paper trains its best nets longer, from scratch
@@ -209,7 +210,7 @@ class _EpisodeSearch(CandidateLedger):
     def _start_episode(self) -> bool:
         """Sample the episode's children of the best net; propose the new ones. Whether any was proposed."""
         assert self._best is not None
-        start = self._candidates[self._best]
+        start = self._candidates[self._best if self.config.start == "best" else self._seed_id]
         # draw every child first: an impossible action from the controller raises before anything is proposed
         drawn = [self._draw_child(start.architecture) for _ in range(self.config.children_per_episode)]
         self._episode += 1

@@ -31,6 +31,10 @@ class PathEasConfig(Config):
     children_per_episode: int = option(
         4, minimum=1, maximum=10_000,
         doc="children sampled per episode, the REINFORCE batch (EAS: 10)")
+    start: str = option(
+        "best", choices=("best", "seed"),
+        doc="the start net of every episode: 'best', the best net so far (paper); 'seed', always the trained seed "
+            "(to measure the controller; the final phase still trains the best net found)")
     max_edits: int = option(
         2, minimum=1, maximum=64,
         doc="transformations per child at most: the controller's decisions are read leaf by leaf and stop at "
