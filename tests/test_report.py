@@ -120,6 +120,8 @@ def test_the_page_names_every_trial_and_where_each_field_came_from(nash_folder, 
     assert "TrainingDiverged: the loss is NaN at epoch 1" in page  # the failed child's reason
     assert "tuner.classArgs.n_steps" in page and "nni_nas_ext.nni.nas_strategy.MorphismStrategy" in page
     assert "MetricData" in page and "TrialJobEvent" in page and STATE_FILE_NAME in page
+    # the winner's architecture in one line (a network with cells would show each cell's tree)
+    assert re.search(r'<li id="winner-architecture">architecture: <code>conv\dx\d-\d+ &gt; .* params</code>', page)
     # without --portal no trial links to a portal; with it each does
     assert "/detail" not in page
     linked = write_report(folder, tmp_path / "linked", portal="http://127.0.0.1:8123").read_text()

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from nni_nas_ext.core.summary import summarize
+
 from .experiment import DB_FILE, STATE_FILE, Experiment, Trial, describe_value, settings_rows
 from .figures import Chart
 from .graphs import LineageTree
@@ -104,6 +106,9 @@ def _summary(experiment: Experiment, best: Optional[Trial], tree: LineageTree) -
              + (f", {_int(best.params)} parameters" if best.params is not None else "")
              + (f", {_int(macs)} MACs ('{_e(macs_key)}')" if macs is not None else "")
              + (f", {latency:.3f} ms on {_e(device)}" if latency is not None else "") + "</li>"]
+    if best.architecture is not None:  # its layers in one line; a network with cells shows each cell's tree
+        items.append(f'<li id="winner-architecture">architecture: <code>{_e(summarize(best.architecture))}</code>'
+                     "</li>")
     seed = by_candidate.get(tree.path[0]) if tree.path else None
     if seed is not None and seed is not best:
         items.append(f"<li>seed <code>{_e(seed.candidate)}</code>: validation accuracy {_num(seed.accuracy)}"
