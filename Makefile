@@ -8,6 +8,7 @@
 #   make compare-v2  protocol v2: 60 CPU-minutes per run, finals inside the budget (benchmarks/compare_v2.py)
 #   make compare-pareto  issue 16: Pareto fronts of (test error, parameters) at 30 CPU-minutes (compare_pareto.py)
 #   make compare-n2n  issue 18: N2N against N2NRandom compressing a NASH winner, 3 seeds (compare_n2n.py)
+#   make eas-learning issue 19: does EAS' controller learn? EAS against Net2NetRandom, 3 seeds (eas_learning.py)
 #   make lock     re-resolve requirements/lock.txt from requirements/lock.in in a scratch venv
 #   make clean    build outputs and caches;  make distclean: also .venv
 #
@@ -184,6 +185,13 @@ COMPARE_N2N_ARGS ?=
 .PHONY: compare-n2n
 compare-n2n: venv fashion-mnist-data
 	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/compare_n2n.py $(COMPARE_N2N_ARGS)
+
+# does EAS' controller learn (issue 19)? 160 cheap episodes per run, EAS and Net2NetRandom, seeds 0-2, two runs at a
+# time; resumes. Then: make eas-learning EAS_LEARNING_ARGS=--rank-check (the proxy's rank correlation)
+EAS_LEARNING_ARGS ?= --jobs 2
+.PHONY: eas-learning
+eas-learning: venv fashion-mnist-data
+	OMP_NUM_THREADS=1 $(VENV_PY) benchmarks/eas_learning.py $(EAS_LEARNING_ARGS)
 
 # Re-resolve the lock: scratch venv, top-level requirements + the project itself, freeze everything.
 lock:
