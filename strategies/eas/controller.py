@@ -67,7 +67,7 @@ from nni_nas_ext.core.config import parse_config
 from .actions import Action, DeeperAction, Step, Trajectory, WiderAction, check_blocks, check_mask, check_tokens
 from .config import ControllerConfig
 from .networks import ControllerNetwork
-from .reinforce import accuracy_reward, reinforce_loss
+from .reinforce import accuracy_reward, optimiser_step, reinforce_loss
 from .state import encode_tensors, restore_tensors
 
 __all__ = ["EasController"]
@@ -308,10 +308,7 @@ class EasController:
         terms = reinforce_loss(logp, entropy, count, owner, rewards_r, self._baseline, self.config.baseline_decay,
                                self.config.entropy_weight)
 
-        self.optimizer.zero_grad(set_to_none=True)
-        if terms.loss.requires_grad:
-            terms.loss.backward()
-        self.optimizer.step()
+        optimiser_step(self.optimizer, terms.loss)
         self._baseline = terms.baseline
         self._updates += 1
         return {

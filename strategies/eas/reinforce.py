@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["MAX_ACCURACY", "Reinforce", "accuracy_reward", "reinforce_loss"]
+__all__ = ["MAX_ACCURACY", "Reinforce", "accuracy_reward", "optimiser_step", "reinforce_loss"]
 
 #: Accuracies are clipped to at most this before ``tan(acc * pi / 2)`` (infinite at 1). [dev]: not in the paper.
 MAX_ACCURACY = 0.999
@@ -84,3 +84,14 @@ def reinforce_loss(logp: torch.Tensor, entropy: torch.Tensor, count: torch.Tenso
     bonus = per_decision.mean() if len(logp) else torch.zeros(())
     loss = policy - entropy_weight * bonus
     return Reinforce(loss, float(new_baseline), float(mean_reward), advantages, bonus)
+
+
+def optimiser_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One step of ``optimizer`` on ``loss``; a loss without gradients (an episode with no decision) changes nothing.
+
+    Shared by the REINFORCE learners (EAS' and Path-level EAS' controllers, N2N's policy).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if loss.requires_grad:
+        loss.backward()
+    optimizer.step()

@@ -46,7 +46,7 @@ from torch.nn import functional as F
 from nni_nas_ext.core.config import parse_config
 
 from .._bookkeeping import json_copy
-from ..eas.reinforce import reinforce_loss
+from ..eas.reinforce import optimiser_step, reinforce_loss
 from ..eas.state import encode_tensors, restore_tensors, tensor_from_json, tensor_to_json
 from .config import PolicyConfig
 from .layers import FEATURES
@@ -215,10 +215,7 @@ class N2NPolicy:
         owner = torch.arange(len(trajectories)).repeat_interleave(2)
         terms = reinforce_loss(logp, entropy, count, owner, rewards, self.baseline, self.config.baseline_decay,
                                self.config.entropy_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        if terms.loss.requires_grad:
-            terms.loss.backward()
-        self.optimizer.step()
+        optimiser_step(self.optimizer, terms.loss)
         self.baseline = terms.baseline
         self.updates += 1
         return json_copy({"loss": float(terms.loss.detach()), "baseline": self.baseline,

@@ -27,7 +27,7 @@ from torch import nn
 
 from nni_nas_ext.core.config import parse_config
 
-from ..eas.reinforce import accuracy_reward, reinforce_loss
+from ..eas.reinforce import accuracy_reward, optimiser_step, reinforce_loss
 from ..eas.state import encode_tensors, restore_tensors
 from .config import PathEasConfig
 from .decisions import Decision, LeafOptions, TreeTrajectory, expand_choices, insert_choices
@@ -170,10 +170,7 @@ class TreeController:
         owner = torch.tensor([i for i, p in enumerate(parts) for _ in range(len(p[0]))], dtype=torch.long)
         terms = reinforce_loss(logp, entropy, torch.ones_like(logp), owner, rewards, self._baseline,
                                self.config.controller_baseline_decay, self.config.controller_entropy_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        if terms.loss.requires_grad:
-            terms.loss.backward()
-            self.optimizer.step()
+        optimiser_step(self.optimizer, terms.loss)
         self._baseline = terms.baseline
         self._updates += 1
         return {"loss": float(terms.loss.detach()), "baseline": self._baseline, "mean_reward": terms.mean_reward,

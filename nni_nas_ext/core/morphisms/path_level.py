@@ -46,7 +46,7 @@ from ..architecture import Architecture, Node, Step
 from ..builder import activation_moments, state_key
 from ..errors import MorphismError
 from .base import Morphism, Site, StateDict, WeightTransform, insert_after, rewire
-from .deepen import bn_identity
+from .deepen import Deepen, bn_identity
 
 __all__ = ["EXACT_PRIMITIVES", "POOL_PRIMITIVES", "PRIMITIVES", "InsertLayer", "ReplicateAdd", "SplitConcat",
            "layer_chain", "layer_primitive", "primitive_applies", "split_sizes"]
@@ -384,14 +384,9 @@ class InsertLayer(Morphism):
         return [{"node": nid} for nid in arch.topological_order]
 
     def check(self, arch: Architecture, site: Site) -> str | None:
-        nid = site["node"]
-        if nid == arch.output:
-            return "the output node keeps its place"
-        if len(arch.shape(nid)) != 3:
-            return f"{nid}'s output is not an image tensor"
-        if not arch.is_nonnegative(nid):
-            return f"{nid} ({arch.node(nid).op}) is not provably non-negative (a ReLU or pooling of one)"
-        return None
+        if len(arch.shape(site["node"])) != 3:
+            return f"{site['node']}'s output is not an image tensor"
+        return Deepen().check(arch, site)  # deepen's rule: not the output, provably non-negative
 
     def propose(self, arch: Architecture, site: Site, rng: np.random.Generator) -> Step:
         channels = arch.shape(site["node"])[0]
