@@ -18,6 +18,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
+#: nniManagerIp: not the manager's own address (127.0.0.1), so that the workers reach it through the ``workers``
+#: proxy of nni_patch, which serves their channels there and nothing else
+MANAGER_IP = "127.0.0.4"
 N_TRIALS = 1 + 2 * 3 + 2  # conftest.E2E_CLASS_ARGS
 N_VAL = 1797 - 359 - 1294  # digits: the validation split (trial_code.datasets)
 
@@ -151,7 +156,7 @@ def test_nash_across_two_ssh_hosts_inherits_weights_across_hosts(ssh_hosts, tmp_
                f"{VENV_BIN}/python -m nni_nas_ext.nni.trial_entry")
     config = experiment_config(
         tmp_path, name="remote-e2e", trial_code_directory=code, trial_command=command, trial_concurrency=2,
-        max_trial_number=30, maxExperimentDuration="15m", nniManagerIp="127.0.0.1",
+        max_trial_number=30, maxExperimentDuration="15m", nniManagerIp=MANAGER_IP,
         tuner={"className": "nni_nas_ext.nni.tuners.NashTuner", "codeDirectory": str(ROOT),
                "classArgs": {**E2E_CLASS_ARGS, "checkpoint_dir": str(shared / "checkpoints")}},
         trainingService={"platform": "remote", "machineList": [
@@ -160,6 +165,12 @@ def test_nash_across_two_ssh_hosts_inherits_weights_across_hosts(ssh_hosts, tmp_
     with NnictlExperiment.create(config, tmp_path) as exp:
         # `nnictl stop` and `resume` in the middle (the seed and at least two more done): the search goes on
         exp.wait_until(lambda e: len(_finished(e)) >= 3, timeout=600, what="3 finished trials")
+        # the workers reached the manager on nniManagerIp, where the portal and the REST API are refused
+        for path in ("/api/v1/nni/check-status", "/"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://{MANAGER_IP}:{exp.port}{path}", timeout=10)
+            assert refused.value.code == 403, path
+        assert exp.rest("check-status")["status"] in ("RUNNING", "DONE")  # still served on loopback
         exp.stop()
         exp.resume()
         status = exp.wait_for_status({"DONE", "ERROR", "STOPPED"}, timeout=900)

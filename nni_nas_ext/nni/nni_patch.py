@@ -1,8 +1,9 @@
-"""Explicit, reversible edits of the installed NNI 3.0: parameter pairing, loopback bind, a failure's reason.
+"""Explicit, reversible edits of the installed NNI 3.0: parameter pairing, loopback bind, a failure's reason, the
+remote workers' channels.
 
 Each edit touches one file of ``nni_node`` (the NNI manager's JavaScript), only when that file is exactly
 what ``nni==3.0`` ships (checked by SHA-256), keeps a backup next to it, is idempotent, reverts byte for byte
-and says what it did. Both take effect for experiments started afterwards.
+and says what it did. Each takes effect for experiments started afterwards.
 
 1. ``pairing`` (``training_service/v3/compat.js``): NNI 3.0's first-in-first-out parameter bug, below.
 2. ``bind`` (``rest_server/index.js``): NNI's manager serves the web portal and its unauthenticated REST API
@@ -14,6 +15,12 @@ and says what it did. Both take effect for experiments started afterwards.
    could not start, e.g. an invalid ``classArgs`` value), NNI 3.0 logs it in ``nnimanager.log`` but shows
    only "Dispatcher stream error, tuner may have crashed." in the experiment's status; patched, the status
    (portal, ``nnictl experiment status``, REST ``check-status``) carries the dispatcher's own message.
+4. ``workers`` (``training_service/remote_v3/remote.js``): NNI 3.0's remote workers (the trial keepers on the SSH
+   hosts) connect back to ``ws://nniManagerIp:PORT/platform/<id>/<channel>``, i.e. to the REST server itself, which
+   the ``bind`` edit keeps on loopback. Patched, the remote training service listens on ``nniManagerIp:PORT`` with
+   a proxy that forwards only those WebSocket channels to the manager and answers 403 to everything else (the
+   portal, the REST API): hosts on other machines work without exposing the REST API. Nothing changes when
+   ``nniManagerIp`` is the manager's own listen address.
 
 The first-in-first-out parameter bug:
 
@@ -37,7 +44,7 @@ Command line::
     python -m nni_nas_ext.nni.nni_patch status     # or --check; exit 0 patched, 1 not patched, 2 unexpected file
     python -m nni_nas_ext.nni.nni_patch apply
     python -m nni_nas_ext.nni.nni_patch revert     # or --revert
-    ... [--fix pairing|bind|all]                   # which edit (default: all)
+    ... [--fix pairing|bind|reason|workers|all]    # which edit (default: all)
     ... [--path FILE]                              # another copy of the file of one --fix (tests; default pairing)
 """
 
@@ -62,6 +69,7 @@ __all__ = [
     "FilePatch",
     "PAIRING",
     "REASON",
+    "WORKERS",
     "ORIGINAL_SHA256",
     "PatchError",
     "PatchResult",
@@ -180,7 +188,85 @@ REASON = FilePatch("reason", "core/nnimanager.js", REASON_SHA256, _REASON_EDITS,
                    "nnictl, REST check-status)",
                    "NNI 3.0's original (a failed dispatcher shows only 'Dispatcher stream error, tuner may have "
                    "crashed.')")
-FIXES: dict[str, FilePatch] = {"pairing": PAIRING, "bind": BIND, "reason": REASON}
+WORKERS_SHA256 = "174924b5aa714c2f5475e566abab448a435adb977154b1f60b15289c74ccbe3f"
+"""SHA-256 of ``nni_node/training_service/remote_v3/remote.js`` as ``nni==3.0`` installs it."""
+
+_WORKERS_PROXY = r"""
+// nni-nas-ext patch: the remote workers' channels on nniManagerIp, the REST API and portal kept off it (README,
+// "Running on several machines"). An HTTP server on nniManagerIp:port that answers 403 to every request and
+// forwards to the manager (127.0.0.1, or $NNI_NAS_EXT_HOST) only the WebSocket upgrades of this training
+// service's worker channels (<prefix>/platform/<id>[/<channel>]).
+function nniNasExtWorkerProxy(ip, channelPath, log) {
+    const globals = require("common/globals").default;
+    const listen = process.env.NNI_NAS_EXT_HOST || '127.0.0.1';
+    if (!ip || ip === listen || listen === '0.0.0.0' || ip === 'localhost') {
+        return Promise.resolve(null);
+    }
+    const port = globals.args.port;
+    const allowed = (globals.args.urlPrefix ? '/' + globals.args.urlPrefix : '') + channelPath;
+    const server = require("node:http").createServer((_req, res) => {
+        res.writeHead(403, { 'Content-Type': 'text/plain' });
+        res.end("nni-nas-ext: only the remote workers' channels are served on this address\n");
+    });
+    server.on('upgrade', (req, socket, head) => {
+        const path = (req.url || '').split('?')[0];
+        if (path !== allowed && !path.startsWith(allowed + '/')) {
+            socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
+            return;
+        }
+        const upstream = require("node:net").connect(port, listen, () => {
+            let lines = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+            for (let i = 0; i < req.rawHeaders.length; i += 2) {
+                lines += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+            }
+            upstream.write(lines + '\r\n');
+            if (head && head.length) {
+                upstream.write(head);
+            }
+            socket.pipe(upstream);
+            upstream.pipe(socket);
+        });
+        const close = () => { socket.destroy(); upstream.destroy(); };
+        upstream.on('error', close);
+        socket.on('error', close);
+    });
+    return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, ip, () => {
+            log.info(`nni-nas-ext: the workers' channels ${allowed} are served on ${ip}:${port} (nothing else)`);
+            resolve(server);
+        });
+    });
+}
+"""
+
+_WORKERS_EDITS: tuple[tuple[str, str], ...] = (
+    (
+        'const worker_1 = require("./worker");\n',
+        'const worker_1 = require("./worker");\n' + _WORKERS_PROXY,
+    ),
+    (
+        "        await this.server.start();\n"
+        "        await Promise.all(this.config.machineList.map(workerConfig => this.launchWorker(workerConfig)));\n",
+        "        await this.server.start();\n"
+        "        this.nniNasExtProxy = await nniNasExtWorkerProxy(this.config.nniManagerIp, `/platform/${this.id}`,\n"
+        "                                                          this.log);  // nni-nas-ext patch\n"
+        "        await Promise.all(this.config.machineList.map(workerConfig => this.launchWorker(workerConfig)));\n",
+    ),
+    (
+        "        await Promise.allSettled(this.workers.map(worker => worker.stop()));\n",
+        "        await Promise.allSettled(this.workers.map(worker => worker.stop()));\n"
+        "        if (this.nniNasExtProxy) {  // nni-nas-ext patch\n"
+        "            this.nniNasExtProxy.close();\n"
+        "        }\n",
+    ),
+)
+WORKERS = FilePatch("workers", "training_service/remote_v3/remote.js", WORKERS_SHA256, _WORKERS_EDITS,
+                    "the remote workers reach the manager on nniManagerIp through a proxy that forwards only their "
+                    "WebSocket channels; the portal and REST API stay on 127.0.0.1 (or $NNI_NAS_EXT_HOST)",
+                    "NNI 3.0's original (the workers connect to the REST server's own address, so the REST API "
+                    "must listen where they reach it)")
+FIXES: dict[str, FilePatch] = {"pairing": PAIRING, "bind": BIND, "reason": REASON, "workers": WORKERS}
 
 
 class PatchError(RuntimeError):
