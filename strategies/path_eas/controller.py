@@ -30,7 +30,7 @@ from nni_nas_ext.core.config import parse_config
 from ..eas.reinforce import accuracy_reward, optimiser_step, reinforce_loss
 from ..eas.state import encode_tensors, restore_tensors
 from .config import PathEasConfig
-from .decisions import Decision, LeafOptions, TreeTrajectory, expand_choices, insert_choices
+from .decisions import LeafOptions, TreeTrajectory, draw_decisions, expand_choices, insert_choices
 
 __all__ = ["TOKENS", "TreeController"]
 
@@ -126,21 +126,14 @@ class TreeController:
             features = self.network.leaf_features(tree)
         if len(features) != len(options):
             raise ValueError(f"the tree has {len(features)} leaves but {len(options)} leaf options were given")
-        decisions: list[Decision] = []
-        edits = 0
-        for opts, feat in zip(options, features):
-            for kind, head, mask in (("insert", self.network.insert_head, opts.insert),
-                                     ("expand", self.network.expand_head, opts.expand)):
-                if edits >= self.config.max_edits:
-                    break
-                if sum(mask) <= 1:  # only 'none': nothing to decide here
-                    continue
-                with torch.no_grad():
-                    probs = _masked(head(feat), mask).probs
-                choice = int(torch.multinomial(probs, 1, generator=generator))
-                decisions.append(Decision(opts.leaf, kind, choice, tuple(mask)))
-                edits += choice != 0
-        return TreeTrajectory(tree, tuple(decisions))
+        heads = {"insert": self.network.insert_head, "expand": self.network.expand_head}
+
+        def sample(position: int, kind: str, mask: tuple[bool, ...]) -> int:
+            with torch.no_grad():
+                probs = _masked(heads[kind](features[position]), mask).probs
+            return int(torch.multinomial(probs, 1, generator=generator))
+
+        return TreeTrajectory(tree, draw_decisions(options, self.config.max_edits, sample))
 
     def _evaluate(self, trajectory: TreeTrajectory) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability and entropy of each decision of a trajectory, with gradients."""

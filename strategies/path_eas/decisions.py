@@ -15,7 +15,7 @@ re-scores; it round-trips through JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +27,8 @@ from nni_nas_ext.core.morphisms import InsertLayer, ReplicateAdd, SplitConcat, p
 
 from .config import PathEasConfig
 
-__all__ = ["Decision", "LeafOptions", "TreeTrajectory", "apply_decisions", "expand_choices", "insert_choices",
-           "leaf_options"]
+__all__ = ["Decision", "LeafOptions", "TreeTrajectory", "apply_decisions", "draw_decisions", "expand_choices",
+           "insert_choices", "leaf_options"]
 
 NONE = "none"
 
@@ -130,6 +130,28 @@ class TreeTrajectory:
                 not isinstance(data["decisions"], list):
             raise ValueError(f"a trajectory is an object with keys tree and decisions (a list), but got {data!r:.200}")
         return cls(data["tree"], tuple(Decision.from_dict(d) for d in data["decisions"]))
+
+
+def draw_decisions(options: Sequence[LeafOptions], max_edits: int,
+                   choose: Callable[[int, str, tuple[bool, ...]], int]) -> tuple[Decision, ...]:
+    """The decisions of one child, in the order of the module docstring: leaf by leaf, *insert* then *expand*, a
+    decision only where more than ``none`` is allowed, stopping once ``max_edits`` are not ``none``.
+
+    ``choose(position, kind, mask)`` draws the choice of one decision (``position``: the leaf's index in ``options``);
+    the controller samples it from its heads, the random baseline uniformly among the allowed choices.
+    """
+    decisions: list[Decision] = []
+    edits = 0
+    for position, opts in enumerate(options):
+        for kind, mask in (("insert", opts.insert), ("expand", opts.expand)):
+            if edits >= max_edits:
+                return tuple(decisions)
+            if sum(mask) <= 1:  # only 'none': nothing to decide here
+                continue
+            choice = choose(position, kind, mask)
+            decisions.append(Decision(opts.leaf, kind, choice, mask))
+            edits += choice != 0
+    return tuple(decisions)
 
 
 def apply_decisions(start: Architecture, decisions: Sequence[Decision], options: Sequence[LeafOptions],

@@ -43,7 +43,7 @@ from .._bookkeeping import json_copy
 from ..eas.strategy import _EpisodeSearch
 from .config import PathEasConfig
 from .controller import TreeController
-from .decisions import Decision, LeafOptions, TreeTrajectory, apply_decisions, leaf_options
+from .decisions import LeafOptions, TreeTrajectory, apply_decisions, draw_decisions, leaf_options
 
 __all__ = ["PathLevelEAS", "PathLevelRandom", "RandomTreePolicy", "TreePolicy"]
 
@@ -80,19 +80,11 @@ class RandomTreePolicy:
         self.max_edits = max_edits
 
     def decide(self, tree: Any, options: list[LeafOptions], rng: np.random.Generator) -> TreeTrajectory:
-        decisions: list[Decision] = []
-        edits = 0
-        for opts in options:
-            for kind, mask in (("insert", opts.insert), ("expand", opts.expand)):
-                if edits >= self.max_edits:
-                    break
-                if sum(mask) <= 1:
-                    continue
-                allowed = [i for i, m in enumerate(mask) if m]
-                choice = allowed[int(rng.integers(len(allowed)))]
-                decisions.append(Decision(opts.leaf, kind, choice, tuple(mask)))
-                edits += choice != 0
-        return TreeTrajectory(tree, tuple(decisions))
+        def uniform(position: int, kind: str, mask: tuple[bool, ...]) -> int:
+            allowed = [i for i, m in enumerate(mask) if m]
+            return allowed[int(rng.integers(len(allowed)))]
+
+        return TreeTrajectory(tree, draw_decisions(options, self.max_edits, uniform))
 
     def learn(self, trajectories: list[Any], rewards: list[float]) -> dict[str, Any] | None:
         return None
