@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from harness.curves import plot_mean_std_curves
 from harness.locks import locked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,29 +166,10 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
 
 def plot_rewards(results: Mapping[str, Any], path: Path) -> None:
     """Mean reward per episode, mean +- std over seeds, one line per contestant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in CONTESTANTS:
-        curves = [r["mean_rewards"] for r in results["runs"].values() if r["contestant"] == name and r["mean_rewards"]]
-        if not curves:
-            continue
-        n = min(len(c) for c in curves)
-        data = np.asarray([c[:n] for c in curves])
-        mean, std = data.mean(axis=0), data.std(axis=0)
-        episodes = np.arange(1, n + 1)
-        ax.plot(episodes, mean, marker="o", label=f"{name} ({len(curves)} seeds)")
-        ax.fill_between(episodes, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("episode")
-    ax.set_ylabel("mean reward C(2-C) acc_s/acc_t")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    curves = {name: [r["mean_rewards"] for r in results["runs"].values() if r["contestant"] == name]
+              for name in CONTESTANTS}
+    plot_mean_std_curves(curves, path, xlabel="episode", ylabel="mean reward C(2-C) acc_s/acc_t", markers=True,
+                         figsize=(6, 4))
 
 
 def _load(path: Path, quick: bool) -> dict[str, Any]:

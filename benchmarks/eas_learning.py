@@ -53,6 +53,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.curves import plot_mean_std_curves
 from harness.locks import locked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,30 +156,10 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
 
 
 def plot_rewards(results: Mapping[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in CONTESTANTS:
-        curves = [[e["reward"] for e in r["episodes"]] for r in results["runs"].values()
-                  if r["contestant"] == name and r["episodes"]]
-        if not curves:
-            continue
-        n = min(len(c) for c in curves)
-        data = np.asarray([c[:n] for c in curves])
-        mean, std = data.mean(axis=0), data.std(axis=0)
-        x = np.arange(1, n + 1)
-        ax.plot(x, mean, label=f"{name} ({len(curves)} seeds)")
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("episode")
-    ax.set_ylabel("mean validation accuracy of the children")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """Mean reward per episode, mean +- std over seeds, one line per contestant."""
+    curves = {name: [[e["reward"] for e in r["episodes"]] for r in results["runs"].values() if r["contestant"] == name]
+              for name in CONTESTANTS}
+    plot_mean_std_curves(curves, path, xlabel="episode", ylabel="mean validation accuracy of the children")
 
 
 def rank_check(results: Mapping[str, Any], *, quick: bool) -> dict[str, Any]:

@@ -8,7 +8,8 @@
 * :mod:`harness.retrain`: the common final training of a run's best architecture;
 * :mod:`harness.runner`: one (contestant, seed) run through a private ``nnictl`` experiment;
 * :mod:`harness.report`: ``results.csv``, ``summary.md`` and the plots;
-* :mod:`harness.locks`: the file lock of the scripts whose ``--jobs`` processes share one results file.
+* :mod:`harness.locks`: the file lock of the scripts whose ``--jobs`` processes share one results file;
+* :mod:`harness.curves`: per-episode curves, mean +- std over seeds (the RL benchmarks' plots).
 
 Importable as ``harness`` with ``benchmarks/`` on ``sys.path`` (as for ``python benchmarks/compare.py``).
 """
