@@ -242,3 +242,13 @@ def test_layer_chain_groups_a_separable_convolution() -> None:
     assert sep.primitive == "sepconv3x3" and len(sep.nodes) == 4
     assert layer_chain(arch, sep.nodes[0]) == sep.nodes
     assert layer_chain(arch, "nope") is None
+
+
+def test_a_cell_nested_deeper_than_the_stack_is_summarised_flat_not_raised() -> None:
+    g = GraphBuilder((1, 8, 8), 3)
+    x = g.identity(g.conv_bn_relu(g.input, 4), node_id="c_in")
+    for _ in range(1500):  # architectures come from any experiment folder (the report): no RecursionError
+        x = g.node("add", [g.relu(x), x])
+    arch = g.build(g.linear(g.gap(g.identity(x, node_id="c_out")), 3))
+    text = summarize(arch, params=False)
+    assert text.startswith("conv3x3-4 > add(2) > add(2)") and "[" not in text

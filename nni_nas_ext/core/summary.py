@@ -66,8 +66,8 @@ def _cell_trees(arch: Architecture) -> dict[str, tuple[str, set[str]]] | None:
         last = arch.node(end).inputs[0]
         try:
             text = render(cell_tree(arch, name))
-        except ArchitectureError:
-            return None
+        except (ArchitectureError, RecursionError):  # not a tree, or nested deeper than Python's stack (a report
+            return None                                # reads architectures from any experiment folder)
         region = (set(arch.ancestors(last)) | {last, end}) - set(arch.ancestors(start)) - {start}
         out[start] = (text, region)
     return out
