@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from harness.curves import plot_mean_std_curves
+from harness.curves import last_third, paired_by_seed, plot_mean_std_curves
+from harness.trials import format_mean_std
 from harness.locks import locked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,13 +127,6 @@ def run_seed(seed: int, out: Path, results: dict[str, Any], *, quick: bool, save
         save()
 
 
-def _mean_std(values: Sequence[float]) -> str:
-    if not values:
-        return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {std:.3f}"
-
-
 def summary_markdown(results: Mapping[str, Any]) -> str:
     """The report's table (module docstring)."""
     lines = ["# N2N learning on a NASH teacher: N2N against N2NRandom", "",
@@ -143,11 +137,20 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
              "criterion met | CPU-minutes |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in CONTESTANTS:
         runs = [r for r in results["runs"].values() if r["contestant"] == name and "compression" in r]
-        lines.append(f"| {name} | {len(runs)} | {_mean_std([r['compression'] for r in runs])} | "
-                     f"{_mean_std([r['loss_points'] for r in runs])} | "
-                     f"{_mean_std([r['mean_rewards'][-1] for r in runs if r['mean_rewards']])} | "
+        lines.append(f"| {name} | {len(runs)} | {format_mean_std([r['compression'] for r in runs], 3)} | "
+                     f"{format_mean_std([r['loss_points'] for r in runs], 3)} | "
+                     f"{format_mean_std([r['mean_rewards'][-1] for r in runs if r['mean_rewards']], 3)} | "
                      f"{sum(bool(r['criterion']) for r in runs)}/{len(runs)} | "
-                     f"{_mean_std([r['cpu_minutes'] for r in runs])} |")
+                     f"{format_mean_std([r['cpu_minutes'] for r in runs], 1)} |")
+    statistics_of_a_run = (("all episodes", lambda r: statistics.mean(r["mean_rewards"])),
+                           ("the last third of the episodes", lambda r: last_third(r["mean_rewards"])))
+    paired = {name: paired_by_seed(results["runs"], "n2n", "n2n_random", stat) for name, stat in statistics_of_a_run}
+    lines += ["", "Mean reward per episode, N2N minus N2NRandom, paired by seed (descriptive; the same episodes and "
+              "students per run):", ""]
+    for name, diffs in paired.items():
+        per_seed = ", ".join(f"seed {s}: {d:+.3f}" for s, d in diffs.items())
+        shown = format_mean_std(list(diffs.values()), 3, signed=True)
+        lines.append(f"- over {name}: {shown} (n={len(diffs)}; {per_seed})")
     lines += ["", "| run | teacher params, test acc | student params, test acc | compression | loss (points) | "
               "CPU-minutes |", "| --- | --- | --- | --- | --- | --- |"]
     for key, r in sorted(results["runs"].items()):

@@ -17,6 +17,13 @@ How each contestant turns its search into its network, inside the budget:
   ``compare.py``): the experiment gets the budget minus ``--final-window`` minutes; then the harness trains
   their best architecture (by validation accuracy) from scratch on train+val for as many epochs as fit in
   the time left (measured on a few batches first), and tests it.
+* ``path_eas`` (ours: Path-level EAS, tuner ``PathLevelEAS``, issue 19) and ``path_eas_random`` (its episodes
+  with random decisions, the controller's ablation): the experiment gets the budget minus ``--final-window``
+  minutes (their episodes do not know the budget); then the harness **continues the best searched network from
+  its inherited weights** on train+val for the epochs that fit, and tests it. *A deviation from the paper*,
+  which retrains its final network from scratch: on a CPU budget the weights the search trained are kept, as
+  NASH's own final phase keeps them. Their seed is Path-level EAS' backbone with one plain cell per stage of
+  the NASH seed's widths (``cell_cnn``: a stem conv, then the three conv cells with max pooling between them).
 * ``seed_only`` ("no search"): the NASH seed network trained from scratch on train+val for as many epochs as
   fit in the whole budget.
 
@@ -69,6 +76,8 @@ from nni_nas_ext.registry import search_of_contestant
 RESULTS_FORMAT = "nni-nas-ext-compare-v2"
 RESULTS_VERSION = 1
 OWN_FINAL = frozenset({"nash", "nash_scratch", "nash_no_final_seed"})
+#: contestants whose in-budget final training continues their best network from its inherited weights
+INHERITED_FINAL = frozenset({"path_eas", "path_eas_random"})
 _PROBE_PARTS = 10  # the probe trains on 1/10 of train+val for one epoch
 _SAFETY = 1.1
 
@@ -96,6 +105,21 @@ def _nash(seed: int, s: SettingsV2, name: str = "nash", **extra: Any) -> dict[st
     return experiment_config(name, seed, s, search_of_contestant("compare_v2", name).class_name, args)
 
 
+#: Path-level EAS here: compare.py's EAS batch (4 children per episode); episodes so many that the budget ends
+#: them; every other key is the tuner's default (max_edits 2, branches 2 and 3, the five identity-initialised
+#: primitives, exactly preserving replication)
+_PATH_EAS = {"episodes": 100_000, "children_per_episode": 4}
+
+
+def _path_eas(seed: int, s: SettingsV2, name: str) -> dict[str, Any]:
+    args = {**_PATH_EAS, "epochs": s.epochs, "epochs_start": s.candidate_seed_epochs, "epochs_final": s.final_epochs,
+            **task_args(seed, s), "seed_network": "cells", "seed_widths": list(s.seed_widths),
+            "seed_cells_per_stage": 1}
+    config = experiment_config(name, seed, s, search_of_contestant("compare_v2", name).class_name, args)
+    config["maxExperimentDuration"] = f"{search_seconds(name, s)}s"  # the budget less the final window
+    return config
+
+
 def _nni(name: str, seed: int, s: SettingsV2, **extra: Any) -> dict[str, Any]:
     config = nni_strategy_config(name, seed, s, script="compare_v2", **extra)
     config["maxExperimentDuration"] = f"{search_seconds(name, s)}s"  # the budget less the final window
@@ -116,6 +140,8 @@ CONTESTANTS: dict[str, Callable[[int, SettingsV2], dict[str, Any] | None]] = {
     "nash_no_final_seed": lambda seed, s: _nash(seed, s, "nash_no_final_seed", final_seed=False),
     "nni_regularized_evolution": lambda seed, s: _nni("nni_regularized_evolution", seed, s, **REGULARIZED_EVOLUTION),
     "nni_random": lambda seed, s: _nni("nni_random", seed, s),
+    "path_eas": lambda seed, s: _path_eas(seed, s, "path_eas"),
+    "path_eas_random": lambda seed, s: _path_eas(seed, s, "path_eas_random"),
     "seed_only": lambda seed, s: None,
 }
 
@@ -197,6 +223,24 @@ def timed_final(make: Callable[[], Any], s: SettingsV2, seed: int, deadline: flo
             "window_s": round(window, 1), "window_used": round((ended - started) / window, 3) if window > 0 else None}
 
 
+def final_network(contestant: str, metric: Mapping[str, Any], input_shape: tuple[int, int, int],
+                  num_classes: int) -> tuple[Callable[[], Any], str]:
+    """The builder of the network the harness trains last for ``contestant`` (one without its own final), and
+    what it is: the best trial's architecture from scratch, or with its inherited weights (:data:`INHERITED_FINAL`).
+
+    Raises
+    ------
+    RuntimeError
+        When a contestant of :data:`INHERITED_FINAL` has no checkpoint to continue from.
+    """
+    fresh, inherited, what = rebuild(metric, input_shape, num_classes)
+    if contestant not in INHERITED_FINAL:
+        return fresh, what
+    if inherited is None:
+        raise RuntimeError(f"{contestant}'s best trial left no checkpoint to continue from ({what})")
+    return inherited, f"{what}, continued from its inherited weights"
+
+
 # ---- one run --------------------------------------------------------------------------------------------
 
 
@@ -252,7 +296,7 @@ def run_one(contestant: str, seed: int, s: SettingsV2, out: Path, *, port: int, 
             elif best is None:
                 raise RuntimeError("no search trial finished within the budget")
             else:
-                make, _, what = rebuild(best["metric"], data.input_shape, data.num_classes)
+                make, what = final_network(contestant, best["metric"], data.input_shape, data.num_classes)
             say(f"{label}: final training of {what} inside the budget ({deadline - time.time():.0f} s left)")
             final = timed_final(make, s, seed, deadline)
             harness.append((final["started_s"] - started, final["ended_s"] - started))
@@ -296,6 +340,13 @@ def load(path: Path, settings: SettingsV2) -> dict[str, Any]:
         raise ValueError(f"{path} is not a protocol-v2 results file; give another --out")
     check_settings(data.get("settings") or {}, settings, path)
     return data
+
+
+def other_machines(results: Mapping[str, Any], cpu: str | None) -> list[str]:
+    """The CPU models, other than ``cpu``, that measured finished runs of ``results`` (a run's time budget buys a
+    different amount of training on another CPU, so one table must not mix machines)."""
+    return sorted({str(r.get("environment", {}).get("cpu")) for r in results.get("runs", [])
+                   if r.get("status") == "finished" and r.get("environment", {}).get("cpu") != cpu})
 
 
 def supersede(results: dict[str, Any], contestants: Sequence[str], why: str,
@@ -417,6 +468,13 @@ def write_report(results: Mapping[str, Any], out: Path) -> None:
         tmp.replace(out / name)
 
 
+def _cpu_tag(cpu: str | None) -> str:
+    """A short folder suffix for a CPU model: ``AMD EPYC`` -> ``amd-epyc``."""
+    words = [w for w in "".join(c if c.isalnum() else " " for c in str(cpu).lower()).split()
+             if w not in ("r", "tm", "processor", "cpu")]
+    return "-".join(words[:3]) or "cpu"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks/compare_v2.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--contestants", nargs="+", default=list(CONTESTANTS))
@@ -462,6 +520,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, raise_interrupt)
         done = {(r["contestant"], r["seed"]) for r in results["runs"] if r.get("status") == "finished"}
         todo = [(c, s) for s in args.seeds for c in names if (c, s) not in done]
+        cpu = environment()["cpu"]
+        if todo and other_machines(results, cpu):
+            print(f"error: {path} holds runs measured on {', '.join(other_machines(results, cpu))}, and this machine "
+                  f"is {cpu}: a wall-clock budget buys another amount of training there, so the runs would not be "
+                  f"comparable in one table. Give this machine its own folder (--out, e.g. "
+                  f"{out.parent / (out.name + '-' + _cpu_tag(cpu))}), or --report-only", file=sys.stderr)
+            return 2
         say(f"{len(todo)} run(s) to do, {settings.minutes:g} min each; results in {out}")
         for i, (contestant, seed) in enumerate(todo, 1):
             record = run_one(contestant, seed, settings, out, port=args.port,

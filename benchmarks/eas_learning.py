@@ -53,7 +53,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.curves import plot_mean_std_curves
+from harness.curves import last_third, paired_by_seed, plot_mean_std_curves
+from harness.trials import format_mean_std
 from harness.locks import locked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,19 +108,6 @@ def run_one(contestant: str, seed: int, out: Path, *, quick: bool, episodes: int
             "store": str(store), "candidates": candidates}
 
 
-def last_third(rewards: Sequence[float]) -> float:
-    """The mean of the last third of the episodes' rewards (at least one episode)."""
-    n = max(1, len(rewards) // 3)
-    return statistics.mean(rewards[-n:])
-
-
-def _mean_std(values: Sequence[float], fmt: str = ".4f") -> str:
-    if not values:
-        return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):{fmt}} ± {std:{fmt.lstrip('+')}}"
-
-
 def summary_markdown(results: Mapping[str, Any]) -> str:
     runs = results["runs"]
     lines = ["# Does EAS' controller learn? EAS against Net2NetRandom on a cheap proxy", "",
@@ -130,18 +118,14 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     for name in CONTESTANTS:
         mine = [r for r in runs.values() if r["contestant"] == name and r["status"] == "finished"]
         rewards = [[e["reward"] for e in r["episodes"]] for r in mine]
-        lines.append(f"| {name} | {len(mine)} | {_mean_std([len(x) for x in rewards], '.0f')} | "
-                     f"{_mean_std([last_third(x) for x in rewards])} | "
-                     f"{_mean_std([statistics.mean(x[:max(1, len(x) // 3)]) for x in rewards])} | "
-                     f"{_mean_std([r['cpu_minutes'] for r in mine], '.1f')} |")
-    diffs = []
-    for seed in sorted({r["seed"] for r in runs.values()}):
-        a, b = runs.get(f"eas-seed{seed}"), runs.get(f"net2net_random-seed{seed}")
-        if a and b and a["status"] == b["status"] == "finished":
-            diffs.append(last_third([e["reward"] for e in a["episodes"]])
-                         - last_third([e["reward"] for e in b["episodes"]]))
+        lines.append(f"| {name} | {len(mine)} | {format_mean_std([len(x) for x in rewards], 0)} | "
+                     f"{format_mean_std([last_third(x) for x in rewards])} | "
+                     f"{format_mean_std([statistics.mean(x[:max(1, len(x) // 3)]) for x in rewards])} | "
+                     f"{format_mean_std([r['cpu_minutes'] for r in mine], 1)} |")
+    diffs = list(paired_by_seed(runs, "eas", "net2net_random",
+                                lambda r: last_third([e["reward"] for e in r["episodes"]])).values())
     lines += ["", f"EAS minus Net2NetRandom, paired by seed (n={len(diffs)}): "
-              f"{_mean_std([100 * d for d in diffs], '+.2f')} points of validation accuracy.", ""]
+              f"{format_mean_std([100 * d for d in diffs], 2, signed=True)} points of validation accuracy.", ""]
     rank = results.get("rank_check")
     if rank:
         lines += [f"Rank check of the proxy: Spearman rho = {rank['spearman']:.3f} (p = {rank['p_value']:.3g}) over "

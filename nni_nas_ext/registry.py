@@ -121,10 +121,11 @@ SEARCHES: Mapping[str, Search] = MappingProxyType({
                             "eas:EasConfig", {"compare": ("net2net_random",)}),
     "path_eas": _ours("path_eas", "Path-level EAS (Cai et al. 2018): cells grown into trees by path-level "
                       "transformations, chosen by a tree-LSTM meta-controller trained by REINFORCE", "PathLevelEAS",
-                      "PathLevelEas", "path_eas:PathLevelEAS", "path_eas:PathEasConfig"),
+                      "PathLevelEas", "path_eas:PathLevelEAS", "path_eas:PathEasConfig", {"compare_v2": ("path_eas",)}),
     "path_eas_random": _ours("path_eas_random", "Path-level EAS's episodes with uniformly random decisions (the "
                              "controller's baseline)", "PathLevelRandom", "PathLevelRandom",
-                             "path_eas:PathLevelRandom", "path_eas:PathEasConfig"),
+                             "path_eas:PathLevelRandom", "path_eas:PathEasConfig",
+                             {"compare_v2": ("path_eas_random",)}),
     "random_morphism": _ours("random_morphism", "Random architectures of the morphism space trained from scratch "
                              "(NASH's own baseline)", "RandomMorphism", "RandomMorphism",
                              "random_morphism:RandomMorphismSearch", "random_morphism:RandomMorphismConfig",

@@ -97,3 +97,59 @@ def test_supersede_needs_a_reason(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         v2.main(["--supersede", "nash", "--report-only"])
     assert exc.value.code == 2 and "--supersede needs --why" in capsys.readouterr().err
+
+
+def test_path_eas_continues_its_best_network_from_the_inherited_weights_and_nni_s_start_from_scratch(
+        tmp_path: Path) -> None:
+    import torch
+
+    from nni_nas_ext.core import build_module
+    from nni_nas_ext.search_spaces import cell_cnn
+    from nni_nas_ext.trial_code.checkpoints import CheckpointStore
+
+    arch = cell_cnn((1, 8, 8), 10, widths=(4, 8), cells_per_stage=1, stem_width=4)
+    torch.manual_seed(0)
+    trained = build_module(arch).state_dict()
+    path = CheckpointStore(tmp_path).save("abc-0003", arch, trained)
+    metric = {"checkpoint": str(path)}
+
+    make, what = v2.final_network("path_eas", metric, (1, 8, 8), 10)
+    assert "inherited" in what
+    kept = make().state_dict()
+    assert all(torch.equal(kept[k], trained[k]) for k in trained)
+
+    make, what = v2.final_network("nni_random", metric, (1, 8, 8), 10)  # (a contestant that starts from scratch)
+    assert "inherited" not in what
+    torch.manual_seed(1)
+    fresh = make().state_dict()
+    assert not all(torch.equal(fresh[k], trained[k]) for k in trained if k.endswith("weight"))
+
+    with pytest.raises(RuntimeError, match="path_eas_random's best trial left no checkpoint"):
+        v2.final_network("path_eas_random", {"sample": {"a": 1}}, (1, 8, 8), 10)
+
+
+def test_a_results_folder_holds_the_runs_of_one_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.machine import environment
+
+    here = environment()["cpu"]
+    xeon = "Intel(R) Xeon(R) Processor"
+    runs = [{"contestant": "nash", "seed": 0, "status": "finished", "environment": {"cpu": xeon}},
+            {"contestant": "nash", "seed": 1, "status": "error", "environment": {"cpu": "Other CPU"}}]
+    assert v2.other_machines({"runs": runs}, "Intel(R) Xeon(R) Processor") == []
+    assert v2.other_machines({"runs": runs}, "AMD EPYC") == ["Intel(R) Xeon(R) Processor"]
+    assert v2._cpu_tag("Intel(R) Xeon(R) Processor") == "intel-xeon" and v2._cpu_tag("AMD EPYC") == "amd-epyc"
+
+    out = tmp_path / "v2"
+    out.mkdir()
+    foreign = "Not " + str(here)
+    settings = v2.parse_config(v2.SettingsV2, {  # what main() makes of the command line below
+        "dataset": "digits", "limit": None, "minutes": 30.0, "epochs": 2, "seed_epochs": 4, "final_epochs": 10,
+        "seed_widths": [32, 64, 128], "final_window_minutes": 5.0})
+    results = {**v2.load(out / "results.json", settings), "runs": [{**runs[0], "environment": {"cpu": foreign}}]}
+    v2.save(out / "results.json", results)
+    before = (out / "results.json").read_text()
+    code = v2.main(["--dataset", "digits", "--contestants", "seed_only", "--seeds", "0", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert foreign in err and "--out" in err and str(here) in err
+    assert (out / "results.json").read_text() == before  # nothing ran, nothing lost

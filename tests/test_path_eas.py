@@ -134,6 +134,33 @@ def test_controller_state_round_trips_exactly() -> None:
         other.load_state_dict({"format": "x"})
 
 
+
+_SEARCH = {"episodes": 2, "children_per_episode": 3, "epochs": 1, "epochs_start": 2, "epochs_final": 1, "seed": 3,
+           "controller_hidden_size": 8, "controller_embedding_dim": 4}
+
+
+@pytest.mark.parametrize("cls", [PathLevelEAS, PathLevelRandom])
+def test_a_search_stopped_mid_episode_resumes_exactly_from_its_json_state(cls) -> None:
+    from _eas_helpers import drive, fake_result, trace
+
+    reference = cls(SEED, _SEARCH)
+    full = drive(reference)
+    assert [c.role for c in full][-2:] == ["final", "seed_final"]
+    first = cls(SEED, _SEARCH)
+    part = drive(first, stop_after=5)  # the seed, episode 1 and part of episode 2
+    assert set(first.pending), "the stop must leave trials in flight"
+    restored = cls.from_state_dict(json.loads(json.dumps(first.state_dict())))
+    for c in part:  # the trials that were running at the stop report to the restored search
+        if c.id in set(first.pending):
+            assert restored.tell(c.id, fake_result(c)) is True
+    rest = drive(restored)
+    assert trace(part + rest) == trace(full)
+    assert [c.architecture.id for c in part + rest] == [c.architecture.id for c in full]
+    assert restored.summary() == reference.summary()
+    if cls is PathLevelEAS:  # the controller's weights and optimiser went on where they were
+        assert restored.controller.state_dict() == reference.controller.state_dict()
+
+
 def test_settings_choose_the_cells_seed_and_refuse_another() -> None:
     from nni_nas_ext.nni.search import split_settings
 

@@ -1,12 +1,32 @@
-"""A per-episode curve per contestant, mean +- std over seeds, as the RL benchmarks plot them (``compare_n2n.py``,
-``eas_learning.py``)."""
+"""The RL benchmarks' figures (``compare_n2n.py``, ``eas_learning.py``): a per-episode curve per contestant, mean +-
+std over seeds; the last third of a run's episodes; differences of two contestants paired by seed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["plot_mean_std_curves"]
+__all__ = ["last_third", "paired_by_seed", "plot_mean_std_curves"]
+
+
+def last_third(values: Sequence[float]) -> float:
+    """The mean of the last third of a run's per-episode values (at least one episode)."""
+    n = max(1, len(values) // 3)
+    return statistics.mean(values[-n:])
+
+
+def paired_by_seed(runs: Mapping[str, Mapping[str, Any]], a: str, b: str,
+                   statistic: Callable[[Mapping[str, Any]], float]) -> dict[int, float]:
+    """``statistic(run of a) - statistic(run of b)`` for every seed where both finished (runs keyed
+    ``<contestant>-seed<seed>``, each with ``seed`` and ``status``), by seed."""
+    out: dict[int, float] = {}
+    for seed in sorted({int(r["seed"]) for r in runs.values()}):
+        x, y = runs.get(f"{a}-seed{seed}"), runs.get(f"{b}-seed{seed}")
+        if x and y and x.get("status") == y.get("status") == "finished":
+            out[seed] = statistic(x) - statistic(y)
+    return out
 
 
 def plot_mean_std_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, *, xlabel: str, ylabel: str,

@@ -117,11 +117,12 @@ def aggregate(values: Iterable[float | int | None]) -> tuple[float, float, int]:
     return mean, std, n
 
 
-def format_mean_std(values: Iterable[float | int | None], digits: int = 4, *, integer: bool = False) -> str:
+def format_mean_std(values: Iterable[float | int | None], digits: int = 4, *, integer: bool = False,
+                    signed: bool = False) -> str:
     """``mean ± std`` with ``digits`` decimals (just the value for one run, ``–`` for none).
 
     ``integer``: values are counts or sizes, shown with thousands separators; a mean that is not a whole
-    number keeps one decimal.
+    number keeps one decimal. ``signed``: the mean with its sign (differences).
     """
     mean, std, n = aggregate(values)
     if n == 0:
@@ -134,4 +135,5 @@ def format_mean_std(values: Iterable[float | int | None], digits: int = 4, *, in
             return f"{x:.{digits}f}"
         return f"{round(x):,}" if whole else f"{x:,.1f}"
 
-    return fmt(mean) if n == 1 else f"{fmt(mean)} ± {fmt(std)}"
+    shown = ("+" if signed and mean >= 0 else "") + fmt(mean)
+    return shown if n == 1 else f"{shown} ± {fmt(std)}"
