@@ -115,14 +115,17 @@ def _path_eas(seed: int, s: SettingsV2, name: str) -> dict[str, Any]:
     args = {**_PATH_EAS, "epochs": s.epochs, "epochs_start": s.candidate_seed_epochs, "epochs_final": s.final_epochs,
             **task_args(seed, s), "seed_network": "cells", "seed_widths": list(s.seed_widths),
             "seed_cells_per_stage": 1}
-    config = experiment_config(name, seed, s, search_of_contestant("compare_v2", name).class_name, args)
-    config["maxExperimentDuration"] = f"{search_seconds(name, s)}s"  # the budget less the final window
-    return config
+    return _search_budget(name, s, experiment_config(name, seed, s, search_of_contestant("compare_v2", name).class_name,
+                                                     args))
 
 
 def _nni(name: str, seed: int, s: SettingsV2, **extra: Any) -> dict[str, Any]:
-    config = nni_strategy_config(name, seed, s, script="compare_v2", **extra)
-    config["maxExperimentDuration"] = f"{search_seconds(name, s)}s"  # the budget less the final window
+    return _search_budget(name, s, nni_strategy_config(name, seed, s, script="compare_v2", **extra))
+
+
+def _search_budget(name: str, s: SettingsV2, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the experiment's share of the budget: the budget less the final window."""
+    config["maxExperimentDuration"] = f"{search_seconds(name, s)}s"
     return config
 
 
@@ -521,8 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = {(r["contestant"], r["seed"]) for r in results["runs"] if r.get("status") == "finished"}
         todo = [(c, s) for s in args.seeds for c in names if (c, s) not in done]
         cpu = environment()["cpu"]
-        if todo and other_machines(results, cpu):
-            print(f"error: {path} holds runs measured on {', '.join(other_machines(results, cpu))}, and this machine "
+        others = other_machines(results, cpu) if todo else []
+        if others:
+            print(f"error: {path} holds runs measured on {', '.join(others)}, and this machine "
                   f"is {cpu}: a wall-clock budget buys another amount of training there, so the runs would not be "
                   f"comparable in one table. Give this machine its own folder (--out, e.g. "
                   f"{out.parent / (out.name + '-' + _cpu_tag(cpu))}), or --report-only", file=sys.stderr)

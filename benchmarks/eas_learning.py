@@ -128,9 +128,13 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
               f"{format_mean_std([100 * d for d in diffs], 2, signed=True)} points of validation accuracy.", ""]
     rank = results.get("rank_check")
     if rank:
+        proxy_val = round(TASK["limit"] * TASK["val_fraction"])
+        proxy_train, full_train = TASK["limit"] - proxy_val, round(FULL["limit"] * (1 - FULL["val_fraction"]))
+        proxy_epochs = f"{SEARCH['epochs']} epoch" + ("s" if SEARCH["epochs"] != 1 else "")
         lines += [f"Rank check of the proxy: Spearman rho = {rank['spearman']:.3f} (p = {rank['p_value']:.3g}) over "
-                  f"{len(rank['networks'])} networks (proxy: 1 epoch on 5,000 images; full: {FULL['epochs']} epochs "
-                  f"on 19,000 images, both from the parent's weights, both validated on the same 1,000 images).", ""]
+                  f"{len(rank['networks'])} networks (proxy: {proxy_epochs} on {proxy_train:,} images; "
+                  f"full: {FULL['epochs']} epochs on {full_train:,} images, both from the parent's weights, both "
+                  f"validated on the same {proxy_val:,} images).", ""]
     lines += ["| run | episodes | last-third reward | CPU-minutes |", "| --- | ---: | ---: | ---: |"]
     for key, r in sorted(runs.items()):
         rewards = [e["reward"] for e in r["episodes"]]
@@ -233,9 +237,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "cpu_minutes_per_episode": round(per, 3),
                           "episodes_in_40_cpu_minutes": int((40 - runs[0]["cpu_minutes"]) / per) + 2}))
         return 0
-    if episodes is None:
-        print("error: EPISODES is not fixed yet: run --calibrate and fix it in the protocol first", file=sys.stderr)
-        return 2
     path = out / "results.json"
     results = _load(path)
     if not args.quick and results.get("protocol") != PROTOCOL:
