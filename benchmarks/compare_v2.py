@@ -60,13 +60,13 @@ from typing import Any, ClassVar
 from _nnictl import NnictlFailed, private_experiment
 from harness import ROOT
 from harness.contestants import REGULARIZED_EVOLUTION, experiment_config, nni_strategy_config, seed_net_args, task_args
-from harness.machine import environment, timestamp
-from harness.report import contestant_colours
+from harness.machine import cpu_tag, environment, other_machines, timestamp
 from harness.results import run_key
 from harness.retrain import final_schedule, load_data, rebuild, train_and_test
 from harness.runner import raise_interrupt, say, watch_experiment
 from harness.settings import Settings, check_settings
-from harness.trials import aggregate, best_so_far, best_trial, format_mean_std, parse_trials
+from harness.trials import aggregate, best_trial, format_mean_std, parse_trials
+from harness.v2_plots import plot_acc_vs_params, plot_best_val_vs_time
 
 from nni_nas_ext.atomic import atomic_write
 from nni_nas_ext.core.config import ConfigError, option, parse_config
@@ -345,13 +345,6 @@ def load(path: Path, settings: SettingsV2) -> dict[str, Any]:
     return data
 
 
-def other_machines(results: Mapping[str, Any], cpu: str | None) -> list[str]:
-    """The CPU models, other than ``cpu``, that measured finished runs of ``results`` (a run's time budget buys a
-    different amount of training on another CPU, so one table must not mix machines)."""
-    return sorted({str(r.get("environment", {}).get("cpu")) for r in results.get("runs", [])
-                   if r.get("status") == "finished" and r.get("environment", {}).get("cpu") != cpu})
-
-
 def supersede(results: dict[str, Any], contestants: Sequence[str], why: str,
               known: Sequence[str] | None = None) -> list[str]:
     """Move the finished runs of ``contestants`` from ``runs`` to ``superseded`` (with the reason, the time and
@@ -410,56 +403,6 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _finish(fig: Any, ax: Any, path: Path, *, legend: bool) -> None:
-    import matplotlib.pyplot as plt
-
-    ax.grid(alpha=0.3)
-    if legend:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_best_val_vs_time(results: Mapping[str, Any], path: Path) -> None:
-    """Best validation accuracy so far against wall-clock minutes, one line per run, a colour per contestant."""
-    import matplotlib.pyplot as plt
-
-    runs = [r for r in results["runs"] if r.get("status") == "finished" and r.get("trial_records")]
-    colours = contestant_colours(sorted({r["contestant"] for r in runs}))
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in runs:
-        curve = best_so_far((t["elapsed_s"] / 60, t["val_acc"]) for t in r["trial_records"]
-                            if t.get("outcome") == "ok" and t.get("elapsed_s") is not None)
-        if curve:
-            xs, ys = zip(*curve)
-            ax.step(xs, ys, where="post", color=colours[r["contestant"]], alpha=0.8,
-                    label=f"{r['contestant']} (seed {r['seed']})")
-    ax.set_xlabel("wall-clock minutes since nnictl create")
-    ax.set_ylabel("best validation accuracy so far")
-    settings = results["settings"]
-    ax.set_title(f"Search progress ({settings['minutes']:g} min x {settings['concurrency']} slots)")
-    _finish(fig, ax, path, legend=bool(runs))
-
-
-def plot_acc_vs_params(results: Mapping[str, Any], path: Path) -> None:
-    """Test accuracy of each run's returned network (filled) and retrained (hollow) against its parameters."""
-    import matplotlib.pyplot as plt
-
-    runs = [r for r in results["runs"] if r.get("status") == "finished" and r.get("params")]
-    colours = contestant_colours(sorted({r["contestant"] for r in runs}))
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name in colours:
-        rs = [r for r in runs if r["contestant"] == name]
-        ax.scatter([r["params"] for r in rs], [r["test_acc"] for r in rs], color=colours[name], label=name)
-        ax.scatter([r["params"] for r in rs], [r["test_acc_retrained"] for r in rs], facecolors="none",
-                   edgecolors=colours[name])
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters of the returned network")
-    ax.set_ylabel("test accuracy (filled: inside the budget; hollow: retrained)")
-    _finish(fig, ax, path, legend=bool(runs))
-
-
 def write_report(results: Mapping[str, Any], out: Path) -> None:
     import matplotlib
 
@@ -469,13 +412,6 @@ def write_report(results: Mapping[str, Any], out: Path) -> None:
         tmp = out / f".{name}.tmp.png"
         plot(results, tmp)
         tmp.replace(out / name)
-
-
-def _cpu_tag(cpu: str | None) -> str:
-    """A short folder suffix for a CPU model: ``AMD EPYC`` -> ``amd-epyc``."""
-    words = [w for w in "".join(c if c.isalnum() else " " for c in str(cpu).lower()).split()
-             if w not in ("r", "tm", "processor", "cpu")]
-    return "-".join(words[:3]) or "cpu"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -529,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {path} holds runs measured on {', '.join(others)}, and this machine "
                   f"is {cpu}: a wall-clock budget buys another amount of training there, so the runs would not be "
                   f"comparable in one table. Give this machine its own folder (--out, e.g. "
-                  f"{out.parent / (out.name + '-' + _cpu_tag(cpu))}), or --report-only", file=sys.stderr)
+                  f"{out.parent / (out.name + '-' + cpu_tag(cpu))}), or --report-only", file=sys.stderr)
             return 2
         say(f"{len(todo)} run(s) to do, {settings.minutes:g} min each; results in {out}")
         for i, (contestant, seed) in enumerate(todo, 1):

@@ -29,6 +29,17 @@ The protocol, fixed before any measured run (``PROTOCOL`` below; ``results.json`
   network ever trained on them); the Spearman rank correlation between their proxy and full validation accuracies is
   reported (scipy).
 
+**A diagnostic added after EAS' first runs were seen** (2026-12-06; not part of ``PROTOCOL``, which it leaves as it
+was): a child whose architecture was trained before gets that training's accuracy again, so a controller that
+settles on a few architectures is rewarded with the same few noisy measurements, the luckiest ones most often. The
+re-evaluation (``--reevaluate``, ``REEVAL``) draws 40 children (NumPy seed 0, without replacement) from the last third
+of every finished run, cached ones included, and trains each again as it was trained in the run (same parent
+weights, same epoch) but with a fresh seed (``TaskConfig.seed`` 1000 + its draw index): the mean of these fresh
+accuracies is what the run's last-third policy earns without the cache. Its second part (``--transfer``) asks whether
+that carries over to a fuller evaluation: 6 children drawn the same way (``REEVAL["full_draws"]``) are trained as the
+rank check's networks (``FULL``: 4 epochs on 19,000 images, validated on the proxy's 1,000). The summary also
+counts, per run, the distinct architectures and the new trainings of the last third.
+
 Outputs in ``benchmarks/results/eas-learning/``: ``results.json`` (each run written as it ends, so the script
 resumes), ``summary.md`` and ``rewards.png`` (mean +- std over seeds per episode).
 
@@ -37,6 +48,8 @@ Example::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eas_learning.py --calibrate      # seed 99, 2 and 12 episodes
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eas_learning.py --jobs 2         # the 6 runs, 2 at a time
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eas_learning.py --rank-check     # after the seed-0 runs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eas_learning.py --reevaluate     # after all runs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eas_learning.py --transfer       # after all runs
     .venv/bin/python benchmarks/eas_learning.py --quick --out /tmp/eas-smoke        # digits, tiny: a smoke test
 """
 
@@ -72,6 +85,8 @@ EPISODES = 160
 FULL = {"limit": 20000, "val_fraction": 0.05, "epochs": 4, "networks": 24, "draw_seed": 0}
 PROTOCOL = {"version": 1, "task": TASK, "search": SEARCH, "episodes": EPISODES, "full": FULL,
             "contestants": list(CONTESTANTS), "statistic": "mean reward over the last third of the episodes"}
+#: the re-evaluation diagnostic (see the module docstring): not part of PROTOCOL, added after EAS' runs were seen
+REEVAL = {"draws": 40, "full_draws": 6, "draw_seed": 0, "seed_base": 1000}
 QUICK_TASK = {"dataset": "digits", "limit": None, "val_fraction": 0.2, "batch_size": 64, "threads": 1}
 QUICK_SEARCH = {**SEARCH, "epochs_start": 1, "seed_widths": [4, 8, 8], "children_per_episode": 2}
 
@@ -108,6 +123,14 @@ def run_one(contestant: str, seed: int, out: Path, *, quick: bool, episodes: int
             "store": str(store), "candidates": candidates}
 
 
+def _redrawn(runs: Mapping[str, Any], diagnostic: Mapping[str, Any]) -> tuple[str, str]:
+    """A re-training diagnostic's draws per run, and EAS minus Net2NetRandom of its mean, paired by seed."""
+    diffs = paired_by_seed({k: {**runs[k], "again": v["fresh_mean"]} for k, v in diagnostic.items()}, "eas",
+                           "net2net_random", lambda r: r["again"])
+    draws = "/".join(map(str, sorted({len(v["networks"]) for v in diagnostic.values()})))
+    return draws, f"(n={len(diffs)}): {format_mean_std([100 * d for d in diffs.values()], 2, signed=True)}"
+
+
 def summary_markdown(results: Mapping[str, Any]) -> str:
     runs = results["runs"]
     lines = ["# Does EAS' controller learn? EAS against Net2NetRandom on a cheap proxy", "",
@@ -135,11 +158,33 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
                   f"{len(rank['networks'])} networks (proxy: {proxy_epochs} on {proxy_train:,} images; "
                   f"full: {FULL['epochs']} epochs on {full_train:,} images, both from the parent's weights, both "
                   f"validated on the same {proxy_val:,} images).", ""]
-    lines += ["| run | episodes | last-third reward | CPU-minutes |", "| --- | ---: | ---: | ---: |"]
+    reeval, transfer = results.get("reevaluation"), results.get("transfer")
+    if reeval:
+        lines += [f"Re-evaluation (a diagnostic added after EAS' runs were seen; see `eas_learning.py`): "
+                  f"{_redrawn(runs, reeval)[0]} children drawn from each run's last third, trained again with a fresh "
+                  f"seed. EAS minus Net2NetRandom of their mean fresh accuracy, paired by seed "
+                  f"{_redrawn(runs, reeval)[1]} points.", ""]
+    if transfer:
+        lines += [f"Fuller evaluation of the learnt policy (the same diagnostic's second part): "
+                  f"{_redrawn(runs, transfer)[0]} children drawn from each run's last third, trained as the rank "
+                  f"check's fuller evaluation ({FULL['epochs']} epochs on the larger split). EAS minus Net2NetRandom "
+                  f"of their mean validation accuracy, paired by seed {_redrawn(runs, transfer)[1]} points.", ""]
+    lines += ["Last third of each run: *distinct* counts the architectures its children had, *new* the children "
+              "trained (the others reused an earlier training's accuracy); *re-evaluated* the fresh mean accuracy "
+              "of the drawn children beside their mean in the run.", "",
+              "| run | episodes | last-third reward | distinct | new | re-evaluated (in the run) | fuller "
+              "| CPU-minutes |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key, r in sorted(runs.items()):
         rewards = [e["reward"] for e in r["episodes"]]
+        children = _last_third_children(r)
+        again = (reeval or {}).get(key)
+        again_text = f"{again['fresh_mean']:.4f} ({again['run_mean']:.4f})" if again else "-"
+        fuller_run = (transfer or {}).get(key)
+        fuller_text = f"{fuller_run['fresh_mean']:.4f}" if fuller_run else "-"
         lines.append(f"| {key} | {len(rewards)} | {last_third(rewards) if rewards else float('nan'):.4f} | "
-                     f"{r['cpu_minutes']} |")
+                     f"{len({c['arch_id'] for c in children})} | {sum(c['candidate'] is not None for c in children)} | "
+                     f"{again_text} | {fuller_text} | {r['cpu_minutes']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -184,6 +229,58 @@ def rank_check(results: Mapping[str, Any], *, quick: bool) -> dict[str, Any]:
     return {"spearman": float(rho), "p_value": float(p), "networks": networks}
 
 
+def _last_third_children(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    episodes = run["episodes"]
+    return [c for e in episodes[-max(1, len(episodes) // 3):] for c in e["children"]]
+
+
+def reevaluate(results: Mapping[str, Any], *, quick: bool, full: bool = False,
+               only: Sequence[str] = ()) -> dict[str, Any]:
+    """Every finished run's last-third children (``only``: these runs), REEVAL['draws'] of them, trained again with a
+    fresh seed (see the module docstring); by run: the draws, their accuracy in the run and their fresh accuracy.
+    ``full``: REEVAL['full_draws'] of them, trained as the rank check's fuller evaluation (FULL) instead."""
+    import numpy as np
+
+    from nni_nas_ext.core.jobs import Candidate
+    from nni_nas_ext.trial_code.datasets import load_dataset
+    from nni_nas_ext.trial_code.trial import TaskConfig, TrialFailed, run_candidate
+
+    base = QUICK_TASK if quick else TASK
+    if full and not quick:
+        base = {**base, "limit": FULL["limit"], "val_fraction": FULL["val_fraction"]}
+    data = load_dataset(TaskConfig(**base).dataset_spec())
+    out: dict[str, Any] = {}
+    for key, run in sorted(results["runs"].items()):
+        if run["status"] != "finished" or (only and key not in only):
+            continue
+        children = _last_third_children(run)
+        size = min(REEVAL["full_draws" if full else "draws"], len(children))
+        draw = np.random.default_rng(REEVAL["draw_seed"]).choice(len(children), size=size, replace=False)
+        store = Path(run["store"] + ("-transfer" if full else "-reeval"))
+        networks = []
+        for j, i in enumerate(sorted(draw.tolist())):
+            child = children[i]
+            trained = child["candidate"] or child["cached_from"]  # the candidate that trained this architecture
+            original = Candidate.from_dict(run["candidates"][trained])
+            _copy_parent(Path(run["store"]), store, original.parent)
+            if full:
+                original = _with_epochs(original, FULL["epochs"])
+            task = TaskConfig(**{**base, "checkpoint_dir": str(store), "seed": REEVAL["seed_base"] + j})
+            try:
+                fresh = run_candidate(original, task, _Quiet(), data=data)["default"]
+            except TrialFailed:
+                fresh = 0.0  # as the run's reward counts a failed child
+            networks.append({"candidate": trained, "cached": child["candidate"] is None,
+                             "run_val_acc": child["val_acc"] if child["val_acc"] is not None else 0.0,
+                             "fresh_val_acc": fresh})
+        out[key] = {"networks": networks,
+                    "run_mean": statistics.mean(n["run_val_acc"] for n in networks),
+                    "fresh_mean": statistics.mean(n["fresh_val_acc"] for n in networks)}
+        print(f"{key}: {size} children of the last third, in the run {out[key]['run_mean']:.4f}, trained again "
+              f"{'(fuller evaluation) ' if full else ''}{out[key]['fresh_mean']:.4f}")
+    return out
+
+
 class _Quiet:
     def intermediate(self, value: Any) -> None:
         pass
@@ -224,8 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true",
                         help="seed 99, 2 and 12 episodes of EAS: the CPU time per episode")
     parser.add_argument("--rank-check", action="store_true", help="the proxy's rank check (after the seed-0 runs)")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="train last-third children of every run again with fresh seeds (after all runs)")
+    parser.add_argument("--transfer", action="store_true",
+                        help="train a few last-third children of every run as the rank check's fuller evaluation")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each its own process (2 on 2 cores)")
-    parser.add_argument("--only", help=argparse.SUPPRESS)  # contestant-seed of one run (the processes of --jobs)
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # contestant-seed of one run (the processes of --jobs);
+    # with the diagnostics, comma-separated runs
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -242,8 +344,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quick and results.get("protocol") != PROTOCOL:
         print(f"error: {path} was made with another protocol; use another --out", file=sys.stderr)
         return 2
-    if args.rank_check:
-        results["rank_check"] = rank_check(results, quick=args.quick)
+    if args.rank_check or args.reevaluate or args.transfer:
+        only = args.only.split(",") if args.only else ()
+        found = {"rank_check": rank_check(results, quick=args.quick)} if args.rank_check else {}
+        if args.reevaluate:
+            found["reevaluation"] = reevaluate(results, quick=args.quick, only=only)
+        if args.transfer:
+            found["transfer"] = reevaluate(results, quick=args.quick, full=True, only=only)
+        with locked(out / "results.lock"):  # the diagnostics may run at once, each its own process
+            results = _load(path)
+            for name, value in found.items():  # by run: another process may have written other runs
+                results[name] = {**results.get(name, {}), **value} if name != "rank_check" else value
+            tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(results, indent=1))
+            tmp.replace(path)
     else:
         todo = [(c, s) for s in args.seeds for c in CONTESTANTS if f"{c}-seed{s}" not in results["runs"]]
         if args.only:
@@ -269,9 +383,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{contestant} seed {seed}: {len(run['episodes'])} episodes, {run['cpu_minutes']} CPU-minutes")
             if args.only:
                 return 0
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(path)
     (out / "summary.md").write_text(summary_markdown(results))
     plot_rewards(results, out / "rewards.png")
     print(f"wrote {out / 'summary.md'}, {out / 'rewards.png'}, {path}")

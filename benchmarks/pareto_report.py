@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from compare_v2 import paired_differences
-from harness.report import contestant_colours
+from harness.report import contestant_colours, finish_figure
 from harness.trials import format_mean_std
 
 from nni_nas_ext.atomic import atomic_write
@@ -103,7 +103,7 @@ def plot_fronts(results: Mapping[str, Any], path: Path, order: Sequence[str] = (
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("test error (fronts chosen on validation)")
-    _finish(fig, ax, path, legend=bool(runs))
+    finish_figure(fig, ax, path, legend=bool(runs))
 
 
 def plot_hypervolume(results: Mapping[str, Any], path: Path, order: Sequence[str] = ()) -> None:
@@ -124,18 +124,7 @@ def plot_hypervolume(results: Mapping[str, Any], path: Path, order: Sequence[str
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names)
     ax.set_ylabel("normalised hypervolume of (test error, log10 params)")
-    _finish(fig, ax, path, legend=False)
-
-
-def _finish(fig: Any, ax: Any, path: Path, *, legend: bool) -> None:
-    import matplotlib.pyplot as plt
-
-    ax.grid(alpha=0.3)
-    if legend:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, ax, path, legend=False)
 
 
 def write_report(results: Mapping[str, Any], out: Path, order: Sequence[str] = ()) -> None:

@@ -137,7 +137,7 @@ def test_a_results_folder_holds_the_runs_of_one_machine(tmp_path: Path, capsys: 
             {"contestant": "nash", "seed": 1, "status": "error", "environment": {"cpu": "Other CPU"}}]
     assert v2.other_machines({"runs": runs}, "Intel(R) Xeon(R) Processor") == []
     assert v2.other_machines({"runs": runs}, "AMD EPYC") == ["Intel(R) Xeon(R) Processor"]
-    assert v2._cpu_tag("Intel(R) Xeon(R) Processor") == "intel-xeon" and v2._cpu_tag("AMD EPYC") == "amd-epyc"
+    assert v2.cpu_tag("Intel(R) Xeon(R) Processor") == "intel-xeon" and v2.cpu_tag("AMD EPYC") == "amd-epyc"
 
     out = tmp_path / "v2"
     out.mkdir()

@@ -44,6 +44,23 @@ def test_quick_runs_resume_and_the_rank_check_correlates(tmp_path: Path) -> None
     assert eas_learning.main(["--quick", "--out", str(out), "--rank-check"]) == 0
     rank = json.loads((out / "results.json").read_text())["rank_check"]
     assert len(rank["networks"]) >= 4 and -1.0 <= rank["spearman"] <= 1.0
+    assert eas_learning.main(["--quick", "--out", str(out), "--reevaluate"]) == 0
+    assert eas_learning.main(["--quick", "--out", str(out), "--transfer", "--only", "eas-seed0"]) == 0
+    assert eas_learning.main(["--quick", "--out", str(out), "--transfer", "--only", "net2net_random-seed0"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["rank_check"] == rank  # kept beside the re-evaluation
+    assert set(results["transfer"]) == set(results["runs"])  # each process added its own run
+    for key, run in results["runs"].items():
+        n = min(eas_learning.REEVAL["full_draws"], len(eas_learning._last_third_children(run)))
+        assert len(results["transfer"][key]["networks"]) == n
+    for key, run in results["runs"].items():
+        again = results["reevaluation"][key]
+        children = eas_learning._last_third_children(run)
+        assert len(again["networks"]) == min(eas_learning.REEVAL["draws"], len(children))
+        assert all(0.0 <= n["fresh_val_acc"] <= 1.0 for n in again["networks"])
+        trained = {c["candidate"] or c["cached_from"] for c in children}
+        assert {n["candidate"] for n in again["networks"]} <= trained
     summary = (out / "summary.md").read_text()
     assert "EAS minus Net2NetRandom, paired by seed (n=1)" in summary and "Rank check of the proxy" in summary
+    assert "Re-evaluation" in summary and "| distinct | new |" in summary and "Fuller evaluation" in summary
     assert (out / "rewards.png").stat().st_size > 0

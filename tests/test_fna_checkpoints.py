@@ -11,7 +11,7 @@ import torch
 
 from nni_nas_ext.core.mbconv import build_network, mobilenet_v2
 from nni_nas_ext.trial_code.checkpoints import CheckpointStore
-from nni_nas_ext.trial_code.fna_trial import (
+from nni_nas_ext.trial_code.fna_checkpoints import (
     LEGACY_CHECKPOINT_FORMAT, MBCONV_META_KEY, load_checkpoint, load_seed_checkpoint, save_checkpoint)
 
 

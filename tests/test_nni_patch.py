@@ -91,7 +91,7 @@ def test_unexpected_content_is_refused_and_left_alone(compat_copy: Path, edit: s
     elif edit == "whitespace":
         text = text.replace("this.parameters.shift()", "this.parameters.shift( )")
     else:  # one edit of three applied by hand
-        original, patched = nni_patch._EDITS[0]
+        original, patched = nni_patch.PAIRING.edits[0]
         text = text.replace(original, patched)
     compat_copy.write_text(text)
     before = compat_copy.read_bytes()

@@ -1,25 +1,32 @@
 """NASH across two real SSH hosts on NNI's remote training service, through ``nnictl create`` (issue 17).
 
-Two OpenSSH servers (Debian's ``/usr/sbin/sshd``; ``make sshd`` installs it) listen on 127.0.0.2 and 127.0.0.3,
-each with its own host key, its own working folder as the login's ``HOME`` (NNI keeps its trials under
+Two OpenSSH servers (Debian's ``/usr/sbin/sshd``; ``make sshd`` installs it) listen on 127.0.0.2 and 127.0.0.3, each
+with its own host key, its own working folder as the login's ``HOME`` (NNI keeps its trials under
 ``~/nni-experiments`` there) and key authentication with a key the test generates. NNI's manager runs with its own
 private HOME and experiment folder, which neither host's trials are told of; what the hosts share is what a real
 cluster would share: the checkpoint store and the experiment's key file (``shared/``), and the Python environment
-(this venv, as each host's ``pythonPath``). Asserted through the REST API and the hosts' folders: every trial
-succeeded; trials ran on both hosts; a child trained on the other host than its parent started from its parent's
-accuracy (exact morphisms); ``nnictl stop`` and ``resume`` in the middle continue the search without training a
-network twice; nothing was written to the hosts' own folders but NNI's trial folders.
+(this venv, as each host's ``pythonPath``). Each sshd runs in a mount namespace of its own (``unshare``) in which
+pytest's temporary folder is an empty tmpfs except for that host's folder and the shared one: a host's trials cannot
+see the other host's folder nor the manager's experiment folder (checked over SSH). Where mount namespaces are not
+allowed (no CAP_SYS_ADMIN, e.g. an unprivileged container), the hosts run without them and the test says so.
+Asserted through the REST API and the hosts' folders: every trial succeeded; trials ran on both hosts; a child
+trained on the other host than its parent started from its parent's accuracy (exact morphisms); ``nnictl stop`` and
+``resume`` in the middle continue the search without training a network twice; nothing was written to the hosts' own
+folders but NNI's trial folders.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +42,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.remote]
 ROOT = Path(__file__).resolve().parents[1]
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
+SSH = shutil.which("ssh") or "/usr/bin/ssh"
+UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
 #: nniManagerIp: not the manager's own address (127.0.0.1), so that the workers reach it through the ``workers``
 #: proxy of nni_patch, which serves their channels there and nothing else
@@ -95,16 +104,58 @@ def _sshd_config(host: Host, client_public_key: str) -> Path:
     return config
 
 
+@dataclass(frozen=True)
+class Hosts:
+    hosts: list[Host]
+    client_key: Path
+    shared: Path  #: what every host mounts: the checkpoint store and the experiment's key
+    isolated: bool  #: each host in a mount namespace of its own
+
+
+def _namespaces_allowed() -> str | None:
+    """None where this process may make mount namespaces; otherwise why not."""
+    probe = subprocess.run([UNSHARE, "--mount", "--propagation", "private", "true"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else (probe.stderr.strip() or f"exit status {probe.returncode}")
+
+
+def _isolated(command: list[str], hidden: Path, visible: list[Path], stage: Path) -> list[str]:
+    """``command`` in a mount namespace of its own in which ``hidden`` is an empty tmpfs but for ``visible`` (folders
+    under it, bind-mounted back at their own paths through ``stage``, a folder outside ``hidden``)."""
+    q = shlex.quote
+    script = ["set -e"]
+    for i, path in enumerate(visible):
+        script += [f"mkdir -p {q(str(stage / str(i)))}", f"mount --bind {q(str(path))} {q(str(stage / str(i)))}"]
+    script.append(f"mount -t tmpfs -o mode=0755 nnx-hidden {q(str(hidden))}")
+    for i, path in enumerate(visible):
+        script += [f"mkdir -p {q(str(path))}", f"mount --move {q(str(stage / str(i)))} {q(str(path))}"]
+    script.append('exec "$@"')
+    return [UNSHARE, "--mount", "--propagation", "private", "sh", "-c", "\n".join(script), "sh", *command]
+
+
+def _ssh(host: Host, key: Path, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SSH, "-i", str(key), "-p", str(host.port), "-o", "BatchMode=yes", "-o",
+                           "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                           f"root@{host.address}", command], capture_output=True, text=True, timeout=60)
+
+
 @pytest.fixture(scope="module")
-def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Host], Path]]:
-    """Two sshd servers on 127.0.0.2 and 127.0.0.3; the client key's path."""
+def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    """Two sshd servers on 127.0.0.2 and 127.0.0.3, each in its own mount namespace where allowed."""
     if os.geteuid() != 0:
         pytest.fail("the remote test starts sshd servers and logs in as root: run the suite as root (CI does)")
     if not SSHD.is_file():
         pytest.fail(f"{SSHD} is missing: run `make sshd` (as root) or `apt-get install openssh-server`")
+    why_not = _namespaces_allowed()
+    if why_not:
+        warnings.warn(f"mount namespaces are not allowed here ({why_not}): the two SSH hosts share this machine's "
+                      "view of the files (separate working folders only)", stacklevel=1)
     root = tmp_path_factory.mktemp("ssh")
+    hidden = tmp_path_factory.getbasetemp()  # every test's folders, the manager's experiment folder among them
+    stage = Path(tempfile.mkdtemp(prefix="nnx-remote-ns-"))  # outside `hidden`
     client = root / "client"
     client.mkdir()
+    shared = root / "shared"
+    (shared / "keys").mkdir(parents=True)
     subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(client / "id_ed25519")], check=True)
     public = (client / "id_ed25519.pub").read_text()
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder (Debian)
@@ -118,12 +169,14 @@ def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[H
             config = _sshd_config(host, public)
             check = subprocess.run([str(SSHD), "-t", "-f", str(config)], capture_output=True, text=True)
             assert check.returncode == 0, f"sshd -t {config}: {check.stderr}"
+            command = [str(SSHD), "-D", "-e", "-f", str(config)]
+            if not why_not:
+                command = _isolated(command, hidden, [host.folder, shared], stage / f"host{i}")
             log = (host.folder / "sshd.log").open("w")
-            procs.append(subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log,
-                                          stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
             assert _wait_open(address, host.port), (host.folder / "sshd.log").read_text()
             hosts.append(host)
-        yield hosts, client / "id_ed25519"
+        yield Hosts(hosts, client / "id_ed25519", shared, isolated=not why_not)
     finally:
         for proc in procs:
             proc.terminate()
@@ -131,6 +184,7 @@ def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[H
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _finished(exp: NnictlExperiment, *, trained_only: bool = False) -> list[str]:
@@ -145,10 +199,8 @@ def _host_of(trial: dict) -> str | None:
     return next((a for a in ADDRESSES if log_path.startswith(f"{a}:") or f"//{a}" in log_path), None)
 
 
-def test_nash_across_two_ssh_hosts_inherits_weights_across_hosts(ssh_hosts, tmp_path: Path) -> None:
-    hosts, client_key = ssh_hosts
-    shared = tmp_path / "shared"
-    (shared / "keys").mkdir(parents=True)
+def test_nash_across_two_ssh_hosts_inherits_weights_across_hosts(ssh_hosts: Hosts, tmp_path: Path) -> None:
+    hosts, client_key, shared = ssh_hosts.hosts, ssh_hosts.client_key, ssh_hosts.shared
     code = tmp_path / "trial_code"
     code.mkdir()
     (code / "README").write_text("the trials import nni-nas-ext from pythonPath's environment\n")
@@ -212,3 +264,12 @@ def test_nash_across_two_ssh_hosts_inherits_weights_across_hosts(ssh_hosts, tmp_
         for host in hosts:
             assert not list(host.home.rglob("*.pt")), host
             assert not list(host.home.rglob("trial-key")), host
+
+        if ssh_hosts.isolated:  # what a host's logins see: its own folder and the shared store, nothing else of ours
+            for host, other in zip(hosts, reversed(hosts)):
+                seen = _ssh(host, client_key, f"test -d {shlex.quote(str(host.home))} && "
+                                              f"test -f {shlex.quote(str(key))} && echo visible")
+                assert seen.stdout.strip() == "visible", (host, seen.stderr)
+                for path in (exp.root, other.folder):  # the manager's HOME and experiment folder; the other host
+                    probe = _ssh(host, client_key, f"test -e {shlex.quote(str(path))} && echo visible || echo hidden")
+                    assert probe.stdout.strip() == "hidden", (host, path, probe.stderr)

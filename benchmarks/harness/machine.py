@@ -7,6 +7,7 @@ import importlib
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,17 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "cores_usable": affinity,
         "memory_gb": memory_gb, "gpus": gpus or None, "git_commit": commit, "git_dirty": dirty,
     }
+
+
+def other_machines(results: Mapping[str, Any], cpu: str | None) -> list[str]:
+    """The CPU models, other than ``cpu``, that measured finished runs of ``results`` (a run's time budget buys a
+    different amount of training on another CPU, so one table must not mix machines)."""
+    return sorted({str(r.get("environment", {}).get("cpu")) for r in results.get("runs", [])
+                   if r.get("status") == "finished" and r.get("environment", {}).get("cpu") != cpu})
+
+
+def cpu_tag(cpu: str | None) -> str:
+    """A short folder suffix for a CPU model: ``AMD EPYC`` -> ``amd-epyc``."""
+    words = [w for w in "".join(c if c.isalnum() else " " for c in str(cpu).lower()).split()
+             if w not in ("r", "tm", "processor", "cpu")]
+    return "-".join(words[:3]) or "cpu"

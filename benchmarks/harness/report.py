@@ -154,6 +154,18 @@ def contestant_colours(names: Sequence[str]) -> dict[str, Any]:
     return {name: palette(i % 10) for i, name in enumerate(order)}
 
 
+def finish_figure(fig: Any, ax: Any, path: Path, *, legend: bool) -> None:
+    """Grid, legend when asked, tight layout; save ``fig`` to ``path`` (110 dpi) and close it."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_best_vs_time(results: Mapping[str, Any], path: Path) -> None:
     """Best validation accuracy so far against minutes since the experiment's start, per contestant.
 
