@@ -62,7 +62,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,15 +160,17 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
                   f"validated on the same {proxy_val:,} images).", ""]
     reeval, transfer = results.get("reevaluation"), results.get("transfer")
     if reeval:
+        draws, paired = _redrawn(runs, reeval)
         lines += [f"Re-evaluation (a diagnostic added after EAS' runs were seen; see `eas_learning.py`): "
-                  f"{_redrawn(runs, reeval)[0]} children drawn from each run's last third, trained again with a fresh "
+                  f"{draws} children drawn from each run's last third, trained again with a fresh "
                   f"seed. EAS minus Net2NetRandom of their mean fresh accuracy, paired by seed "
-                  f"{_redrawn(runs, reeval)[1]} points.", ""]
+                  f"{paired} points.", ""]
     if transfer:
+        draws, paired = _redrawn(runs, transfer)
         lines += [f"Fuller evaluation of the learnt policy (the same diagnostic's second part): "
-                  f"{_redrawn(runs, transfer)[0]} children drawn from each run's last third, trained as the rank "
+                  f"{draws} children drawn from each run's last third, trained as the rank "
                   f"check's fuller evaluation ({FULL['epochs']} epochs on the larger split). EAS minus Net2NetRandom "
-                  f"of their mean validation accuracy, paired by seed {_redrawn(runs, transfer)[1]} points.", ""]
+                  f"of their mean validation accuracy, paired by seed {paired} points.", ""]
     lines += ["Last third of each run: *distinct* counts the architectures its children had, *new* the children "
               "trained (the others reused an earlier training's accuracy); *re-evaluated* the fresh mean accuracy "
               "of the drawn children beside their mean in the run.", "",
@@ -309,6 +311,18 @@ def _copy_parent(store: Path, full: Path, parent: str | None) -> None:
             shutil.copy2(path, full / path.name)
 
 
+def _update(path: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Apply ``change`` to the results file as it is now and write it back, under the folder's lock (other processes
+    of ``--jobs`` or of the diagnostics may write their own parts meanwhile); the merged results."""
+    with locked(path.parent / "results.lock"):
+        merged = _load(path)
+        change(merged)
+        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, indent=1))
+        tmp.replace(path)
+    return merged
+
+
 def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {"protocol": PROTOCOL, "runs": {}}
 
@@ -351,13 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             found["reevaluation"] = reevaluate(results, quick=args.quick, only=only)
         if args.transfer:
             found["transfer"] = reevaluate(results, quick=args.quick, full=True, only=only)
-        with locked(out / "results.lock"):  # the diagnostics may run at once, each its own process
-            results = _load(path)
+        def add_found(merged: dict[str, Any]) -> None:
             for name, value in found.items():  # by run: another process may have written other runs
-                results[name] = {**results.get(name, {}), **value} if name != "rank_check" else value
-            tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(results, indent=1))
-            tmp.replace(path)
+                merged[name] = {**merged.get(name, {}), **value} if name != "rank_check" else value
+
+        results = _update(path, add_found)  # the diagnostics may run at once, each its own process
     else:
         todo = [(c, s) for s in args.seeds for c in CONTESTANTS if f"{c}-seed{s}" not in results["runs"]]
         if args.only:
@@ -373,13 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             for contestant, seed in todo:
                 run = run_one(contestant, seed, out, quick=args.quick, episodes=episodes)
-                with locked(out / "results.lock"):  # another process of --jobs may write its own run
-                    merged = _load(path)
-                    merged["runs"][f"{contestant}-seed{seed}"] = run
-                    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps(merged, indent=1))
-                    tmp.replace(path)
-                results = merged
+                entry = {f"{contestant}-seed{seed}": run}
+                results = _update(path, lambda merged, entry=entry: merged["runs"].update(entry))  # --jobs: one each
                 print(f"{contestant} seed {seed}: {len(run['episodes'])} episodes, {run['cpu_minutes']} CPU-minutes")
             if args.only:
                 return 0
