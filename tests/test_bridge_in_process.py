@@ -182,3 +182,38 @@ def test_in_process_trial_end_follows_the_parameter_the_trial_really_ran(tmp_pat
     assert records["1"]["status"] == "finished" and records["1"]["end_event"] == "SUCCEEDED"
     assert records["1"]["trial_job_id"] == "A"
     assert records["0"]["status"] == "submitted" and "end_event" not in records["0"]
+
+
+def test_a_search_that_ends_counts_its_trials_and_checks_them_in_one_answer_of_the_rest_api() -> None:
+    # CI stop 29: the count came from one GET /trial-jobs and the "every sent model is listed" check from a
+    # second; a trial listed between the two closed the budget at 5 of 6 trials. Here the first GET lists five
+    # trials and every later one six: the budget must close at 6.
+    from nni_nas_ext.nni.dispatcher import StrategyBridge
+
+    jobs = [{"trialJobId": f"t{i}", "hyperParameters": [json.dumps({"parameter_id": i, "parameters": {}})]}
+            for i in range(6)]
+    answers = iter([jobs[:5], jobs[:6], jobs[:6], jobs[:6]])
+
+    class Binding:
+        max_trial_number: int | None = None
+
+        def get_status(self) -> str:
+            return "RUNNING"
+
+        def get_experiment_profile(self) -> dict[str, Any]:
+            return {"params": {"maxTrialNumber": 10}}
+
+        def update_max_trial_number(self, value: int) -> None:
+            self.max_trial_number = value
+
+    class Channel:
+        def send_no_more_trial_jobs(self) -> None:
+            self.ended = True
+
+    bridge = object.__new__(StrategyBridge)  # not __init__: it would connect to a manager
+    bridge.binding, bridge._channel, bridge._terminated = Binding(), Channel(), False
+    bridge._sent_parameter_ids = set(range(6))
+    bridge._rest_get = lambda api: next(answers)
+    bridge._end_search()
+    assert bridge._channel.ended
+    assert bridge.binding.max_trial_number == 6

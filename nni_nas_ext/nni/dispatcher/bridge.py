@@ -399,8 +399,10 @@ class StrategyBridge(CommandLoop, MsgDispatcherBase):
         deadline = time.monotonic() + 120
         count = -1
         while time.monotonic() < deadline and not self._terminated:
+            # one answer for both the count and the check: two GETs could straddle a new trial (CI stop 29 saw
+            # the sixth trial listed by the second GET but not counted by the first: maxTrialNumber 5, not 6)
             trials = self._rest_get("/trial-jobs")
-            listed = {int(p["parameter_id"]) for _, p in self.listed_parameters()
+            listed = {int(p["parameter_id"]) for _, p in self.listed_parameters(trials)
                       if p.get("parameter_id") is not None}
             if self._sent_parameter_ids <= listed:
                 count = len(trials)

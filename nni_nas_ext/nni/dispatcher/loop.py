@@ -305,10 +305,11 @@ class CommandLoop:
         assert self.binding is not None
         return rest.get(self.binding.port, api, self.binding.url_prefix)
 
-    def listed_parameters(self) -> list[tuple[str, dict[str, Any]]]:
-        """``(trial_job_id, packed parameter)`` for every parameter of every trial NNI lists."""
+    def listed_parameters(self, trials: list[dict[str, Any]] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """``(trial_job_id, packed parameter)`` for every parameter of every trial NNI lists (of ``trials``, one
+        answer of ``GET /trial-jobs``, where the caller already holds it; otherwise asked now)."""
         result = []
-        for trial in self._rest_get("/trial-jobs"):
+        for trial in self._rest_get("/trial-jobs") if trials is None else trials:
             for text in trial.get("hyperParameters") or []:
                 try:
                     result.append((trial["trialJobId"], json.loads(text)))
