@@ -204,8 +204,12 @@ def rank_check(results: Mapping[str, Any], *, quick: bool) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
     from nni_nas_ext.core.jobs import Candidate
+    from nni_nas_ext.trial_code.datasets import load_dataset
     from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
 
+    bigger = {} if quick else {"limit": FULL["limit"], "val_fraction": FULL["val_fraction"]}
+    base = {**(QUICK_TASK if quick else TASK), **bigger}
+    data = load_dataset(TaskConfig(**base).dataset_spec())  # once: the split depends on split_seed, not on seed
     pool = []
     for key in ("eas-seed0", "net2net_random-seed0"):
         run = results["runs"].get(key)
@@ -220,11 +224,9 @@ def rank_check(results: Mapping[str, Any], *, quick: bool) -> dict[str, Any]:
     for i in sorted(draw.tolist()):
         run, child = pool[i]
         original = Candidate.from_dict(run["candidates"][child["candidate"]])
-        bigger = {} if quick else {"limit": FULL["limit"], "val_fraction": FULL["val_fraction"]}
-        task = TaskConfig(**{**(QUICK_TASK if quick else TASK), **bigger, "checkpoint_dir": run["store"] + "-full",
-                             "seed": run["seed"]})
+        task = TaskConfig(**{**base, "checkpoint_dir": run["store"] + "-full", "seed": run["seed"]})
         _copy_parent(Path(run["store"]), Path(run["store"] + "-full"), original.parent)
-        full = run_candidate(_with_epochs(original, FULL["epochs"]), task, _Quiet())
+        full = run_candidate(_with_epochs(original, FULL["epochs"]), task, _Quiet(), data=data)
         networks.append({"candidate": original.id, "proxy_val_acc": child["val_acc"],
                          "full_val_acc": full["default"], "params": child["params"]})
     rho, p = spearmanr([n["proxy_val_acc"] for n in networks], [n["full_val_acc"] for n in networks])

@@ -235,7 +235,15 @@ def start_bridge(monkeypatch: pytest.MonkeyPatch, rest: dict[str, Any] | None = 
     bridge = _InProcessBridge(strategy="random", seed=4)
     channel = _FakeChannel()
     bridge._channel = channel
-    thread = threading.Thread(target=bridge.run, daemon=True)
+    bridge.exit_code = None  # the bridge's SystemExit code, as the dispatcher process would exit with it
+
+    def run() -> None:
+        try:
+            bridge.run()
+        except SystemExit as exc:  # a thread cannot exit the process: kept for the test to assert
+            bridge.exit_code = exc.code
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return bridge, channel, thread
 

@@ -102,7 +102,7 @@ def test_resume_from_a_crafted_state_file_fails_visibly_and_runs_nothing(tmp_pat
     bridge, channel, thread = start_bridge(monkeypatch)
     channel.push(CommandType.Initialize, {})
     thread.join(30)
-    assert not thread.is_alive()
+    assert not thread.is_alive() and bridge.exit_code == 1  # the dispatcher exits with status 1
     errors = [data for command, data in channel.sent if command == CommandType.Error]
     assert len(errors) == 1 and str(path) in errors[0] and "unknown tag 'nni'" in errors[0], channel.sent
     assert not [c for c, _ in channel.sent if c == CommandType.NewTrialJob]
