@@ -219,6 +219,15 @@ class CandidateLedger:
         """Every candidate proposed so far, in proposal order."""
         return list(self._candidates.values())
 
+    def job(self, job_id: str) -> Candidate | None:
+        """The candidate proposed under ``job_id`` (``None``: never proposed)."""
+        return self._candidates.get(job_id)
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        """A copy of the successful final result of ``job_id`` (``None``: not told, failed or unknown)."""
+        found = self._results.get(job_id)
+        return None if found is None else json_copy(found)
+
     @property
     def pending(self) -> list[str]:
         """Ids of candidates handed out by :meth:`ask` and not told yet."""

@@ -90,6 +90,16 @@ class SearchStrategy(Protocol[JobT]):
         """
         ...
 
+    def job(self, job_id: str) -> JobT | None:
+        """The job proposed under ``job_id`` (``None``: never proposed). With :meth:`result`, the strategy's ledger
+        is the one record of what was proposed and learnt: the NNI adapters keep ids, not copies."""
+        ...
+
+    def result(self, job_id: str) -> Mapping[str, Any] | None:
+        """A copy of the final result told for ``job_id`` and taken as a success (``None``: not told yet, told a
+        failure, or never proposed)."""
+        ...
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where it is, as JSON-serialisable data."""
         ...

@@ -236,12 +236,14 @@ class FnaPipeline:
         """Alias of :attr:`jobs` (the name the NNI adapter and reports use)."""
         return self.jobs
 
-    def result(self, kind: str) -> dict[str, Any] | None:
-        """The result of the (last) job of ``kind``, or ``None``."""
-        for job in reversed(self.jobs):
-            if job.kind == kind:
-                return self._results.get(job.id)
-        return None
+    def job(self, job_id: str) -> FnaJob | None:
+        """The job proposed under ``job_id`` (``None``: never proposed)."""
+        return self._jobs.get(job_id)
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        """A copy of the successful final result of ``job_id`` (``None``: not told, failed or unknown)."""
+        found = self._results.get(job_id)
+        return None if found is None else copy.deepcopy(found)
 
     @property
     def pending(self) -> list[str]:

@@ -78,6 +78,12 @@ class Middleware(Generic[J]):
     def reissue_pending(self, ids: Sequence[str] | None = None) -> list[str]:
         return self.inner.reissue_pending(ids)
 
+    def job(self, job_id: str) -> J | None:
+        return self.inner.job(job_id)
+
+    def result(self, job_id: str) -> Mapping[str, Any] | None:
+        return self.inner.result(job_id)
+
     def state_dict(self) -> dict[str, Any]:
         return {"format": MIDDLEWARE_FORMAT, "version": MIDDLEWARE_VERSION, "kind": self.kind,
                 "inner": self.inner.state_dict(), "own": self._own_state()}

@@ -200,8 +200,7 @@ def write_experiment_folder(root: Path, exp_id: str, trials: list[FakeTrial], *,
         (folder / "checkpoint").mkdir()
         state = BridgeState(folder / "checkpoint" / STATE_FILE_NAME)
         state.strategy_class = "nni_nas_ext.nni.nas_strategy.MorphismStrategy"
-        state.strategy_state = encode_state({"search": search_state, "candidates": {}, "results": {},
-                                             "mismatches": []})
+        state.strategy_state = encode_state({"search": search_state, "submitted": [], "mismatches": []})
         for n, trial in enumerate(trials):
             state.record(n, sample=None, status="finished", trial_job_id=trial.trial_id, metric=trial.result,
                          source="metric")

@@ -64,6 +64,13 @@ class Scripted:
         self.unasked += chosen
         return chosen
 
+    def job(self, job_id: str) -> Candidate | None:
+        return self.jobs.get(job_id)
+
+    def result(self, job_id: str) -> Mapping[str, Any] | None:
+        told = self.told.get(job_id)
+        return None if told is None or "failure" in told else dict(told)
+
     def state_dict(self) -> dict[str, Any]:
         return {"round": self.round, "unasked": list(self.unasked), "asked": list(self.asked), "told": dict(self.told)}
 

@@ -35,7 +35,7 @@ def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Any
 def test_the_search_ends_with_a_distilled_student_smaller_than_its_teacher(first) -> None:
     summary, strategy, _ = first
     assert summary["status"] == "finished", summary.get("reason")
-    results = strategy._results
+    results = strategy.results
     teacher = summary["seed"]
     students = [r for r in results.values() if r["role"] == "child"]
     assert students and all(r["distilled"] and r["parent"] == teacher["candidate"] for r in students)
@@ -68,7 +68,7 @@ def test_a_given_teacher_checkpoint_is_measured_and_compressed(first, tmp_path: 
     # measured as it is (0 epochs): the validation accuracy the first search's teacher ended with (up to the
     # layout and precision of training-time validation: a prediction or two)
     assert again["teacher_val_acc"] == pytest.approx(summary["teacher_val_acc"], abs=0.01)
-    assert any(r["distilled"] for r in strategy._results.values() if r["role"] == "child")
+    assert any(r["distilled"] for r in strategy.results.values() if r["role"] == "child")
 
 
 def test_the_export_holds_the_student_with_its_teacher_and_compression(first, tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_the_export_holds_the_student_with_its_teacher_and_compression(first, tm
 
     summary, strategy, _ = first
     records = [{"type": "FINAL", "data": json.dumps(r), "trialJobId": f"t{i}"}
-               for i, r in enumerate(strategy._results.values())]
+               for i, r in enumerate(strategy.results.values())]
     results = SearchResults.from_metric_data(records)
     printed = summarize(results, out=io.StringIO())
     assert printed["winner"]["candidate"] == summary["winner"]["candidate"]

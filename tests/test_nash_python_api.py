@@ -41,7 +41,7 @@ def test_search_finishes_and_the_winner_beats_the_seed(search) -> None:
 
 def test_children_inherit_their_parents_function(search) -> None:
     _, _, strategy = search
-    results = strategy._results
+    results = strategy.results
     children = [r for r in results.values() if r["role"] == "child"]
     assert children, "no child was trained"
     n_val = 1797 - 359 - 1294  # digits: validation examples (see trial_code.datasets)
@@ -88,4 +88,4 @@ def test_eas_through_the_python_api_with_the_sequential_engine(tmp_path) -> None
     assert summary["status"] == "finished"
     policy = innermost_state(strategy.search.state_dict())["policy"]  # the search under its middleware
     assert policy["controller"]["updates"] == 2  # one REINFORCE update per episode
-    assert all(r["preservation_error"] < 1e-5 for r in strategy._results.values() if r["role"] == "child")
+    assert all(r["preservation_error"] < 1e-5 for r in strategy.results.values() if r["role"] == "child")

@@ -61,5 +61,10 @@ def test_stop_then_resume_continues_without_retraining(tmp_path: Path, search: s
         assert child["preservation_error"] < 1e-5
     if n_children is not None:
         assert len(results.by_role("child")) == n_children
+    # one ledger: the search's state holds the candidates and results; the bridge's records only name them
+    records = list(state["trials"].values())
+    assert records and all(isinstance(r.get("candidate"), str) and "sample" not in r and "metric" not in r
+                           for r in records), records[:2]
+    assert {r["candidate"] for r in records} <= set(state["strategy_state"]["submitted"])
     if search == "eas":  # every episode's rewards reached the restored controller
         assert '"updates": 2' in json.dumps(state), "the controller did not make 2 updates across the resume"

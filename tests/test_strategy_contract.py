@@ -105,6 +105,27 @@ def test_contract_jobs_round_trip_and_are_handed_out_once(name: str) -> None:
     assert json.loads(json.dumps(strategy.summary(), allow_nan=False))["status"] == "finished"
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_contract_the_ledger_answers_for_every_job_and_result(name: str) -> None:
+    """``job`` and ``result`` are the one ledger the NNI adapters read instead of keeping copies: every job handed
+    out is found by its id, its result once told (a copy), a failure or an unknown id gives None; also wrapped."""
+    for strategy in (make(name), chain(make(name), Deduplication, FailureHandler)):
+        result = result_for(name)
+        first = list(strategy.ask())
+        assert strategy.job("0123456789abcdef-9999") is None and strategy.result("0123456789abcdef-9999") is None
+        for job in first:
+            assert strategy.job(job.id) == job and strategy.result(job.id) is None  # asked, not told
+        told = result(first[0])
+        strategy.tell(first[0].id, told)
+        found = strategy.result(first[0].id)
+        assert found == json.loads(json.dumps(told))
+        found["default"] = -1.0  # a copy: the ledger is not changed through it
+        assert strategy.result(first[0].id) == json.loads(json.dumps(told))
+        if len(first) > 1:
+            strategy.tell(first[1].id, None, failure="crashed")
+            assert strategy.result(first[1].id) is None and strategy.job(first[1].id) == first[1]
+
+
 @pytest.mark.parametrize("name", list_strategies())
 def test_contract_runs_to_the_end_with_seed_and_winner_tested(name: str) -> None:
     strategy = make(name)

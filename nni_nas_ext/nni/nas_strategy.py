@@ -63,8 +63,9 @@ class MorphismStrategy(Strategy):
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._models: dict[str, ExecutableModelSpace] = {}  # candidate id -> the frozen model submitted
-        self._candidates: dict[str, dict[str, Any]] = {}  # candidate id -> its dict form
-        self._results: dict[str, dict[str, Any]] = {}  # candidate id -> its successful final result
+        # the ids of the candidates sent to NNI, in order: the candidates and their results are the search's
+        # ledger (``search.job``, ``search.result``), not copied here
+        self._submitted: list[str] = []
         self.mismatches: list[tuple[str, str]] = []  # (candidate NNI paired the result with, candidate reported)
 
     def extra_repr(self) -> str:
@@ -131,7 +132,8 @@ class MorphismStrategy(Strategy):
         model = self.model_space.freeze({ARCHITECTURE_LABEL: candidate.to_dict()})
         with self._lock:
             self._models[candidate.id] = model
-            self._candidates[candidate.id] = candidate.to_dict()
+            if candidate.id not in self._submitted:  # (a job handed out again after a lost trial: once)
+                self._submitted.append(candidate.id)
         _log.info("submitting candidate %s (%s, step %d, parent %s, %d epochs)", candidate.id, candidate.role,
                   candidate.step, candidate.parent, candidate.epochs)
         self.engine.submit_models(model)
@@ -156,8 +158,8 @@ class MorphismStrategy(Strategy):
         with self._lock:
             if "failed" in metric:
                 self.search.tell(reported, None, failure=str(metric["failed"]))
-            elif self.search.tell(reported, dict(metric)) is not False:
-                self._results[reported] = dict(metric)
+            else:
+                self.search.tell(reported, dict(metric))
         self._wake.set()
 
     def _on_training_end(self, event: TrainingEndEvent) -> None:
@@ -173,6 +175,32 @@ class MorphismStrategy(Strategy):
 
     # ---- results and state ----------------------------------------------------------------------------
 
+    @property
+    def submitted(self) -> list[str]:
+        """Ids of the candidates sent to NNI, in order."""
+        with self._lock:
+            return list(self._submitted)
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]:
+        """The successful final results of the candidates sent to NNI, by candidate id, in submission order (read
+        from the search's ledger: copies)."""
+        with self._lock:
+            found = {cid: self.search.result(cid) for cid in self._submitted}
+        return {cid: dict(r) for cid, r in found.items() if r is not None}
+
+    def sample_of(self, candidate_id: str) -> dict[str, Any] | None:
+        """The NNI sample of a candidate the search proposed (``None``: unknown), rebuilt from the search's ledger:
+        the bridge keeps the candidate's id, not a copy."""
+        with self._lock:
+            job = self.search.job(candidate_id)
+        return None if job is None else {ARCHITECTURE_LABEL: job.to_dict()}
+
+    @staticmethod
+    def candidate_of(model: ExecutableModelSpace) -> str | None:
+        """The id of the candidate a model (a frozen sample of this strategy) carries."""
+        return _sample_candidate_id(model)
+
     def list_models(self, sort: bool = True, limit: int | None = None) -> Iterator[ExecutableModelSpace]:
         """The trained candidates' models: the winner's final training first, then by validation accuracy.
 
@@ -180,31 +208,31 @@ class MorphismStrategy(Strategy):
         (bug 1), and cannot sort dict metrics; this one uses the results the trials reported about
         themselves. With ``sort=False``: every submitted candidate, in submission order.
         """
-        with self._lock:
-            if sort:
-                ids = sorted(self._results, key=lambda c: (self._results[c].get("role") == "final",
-                                                           self._results[c]["default"]), reverse=True)
-            else:
-                ids = list(self._candidates)
-            chosen = [self._candidates[c] for c in ids if c in self._candidates][:limit]
-        for candidate in chosen:
-            yield self.model_space.freeze({ARCHITECTURE_LABEL: candidate})
+        if sort:
+            results = self.results
+            ids = sorted(results, key=lambda c: (results[c].get("role") == "final", results[c]["default"]),
+                         reverse=True)
+        else:
+            ids = self.submitted
+        samples = [self.sample_of(c) for c in ids]
+        for sample in [s for s in samples if s is not None][:limit]:
+            yield self.model_space.freeze(sample)
 
     def state_dict(self) -> dict[str, Any]:
         with self._lock:
-            return {"search": self.search.state_dict(), "candidates": dict(self._candidates),
-                    "results": dict(self._results), "mismatches": [list(m) for m in self.mismatches]}
+            return {"search": self.search.state_dict(), "submitted": list(self._submitted),
+                    "mismatches": [list(m) for m in self.mismatches]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         with self._lock:
             self.search.load_state_dict(state_dict["search"])
-            self._candidates = dict(state_dict.get("candidates", {}))
-            self._results = dict(state_dict.get("results", {}))
+            # (states saved before the ledger was the search's alone held copies: "candidates" by id, "results")
+            self._submitted = [str(c) for c in state_dict.get("submitted", state_dict.get("candidates", {}))]
             # Candidates whose trials NNI had when the experiment stopped are not handed out again: `nnictl resume`
             # re-runs those trials itself (and a re-run of a finished one re-reports its stored result). Those the
             # search had handed out but that were never submitted (the stop came first) go out again.
             pending = list(self.search.pending)
-            unsubmitted = [cid for cid in pending if cid not in self._candidates]
+            unsubmitted = [cid for cid in pending if cid not in self._submitted]
             if unsubmitted:
                 self.search.reissue_pending(unsubmitted)
             if pending:

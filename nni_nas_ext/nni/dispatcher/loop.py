@@ -147,8 +147,8 @@ class CommandLoop:
             if metric.trial_job_id is not None:
                 self._received[metric.trial_job_id] = int(metric.parameter_id)
             if metric.type == "FINAL":
-                self._record(metric.parameter_id, status="finished", metric=plain_copy(metric.value),
-                             trial_job_id=metric.trial_job_id, source="metric")
+                self._record(metric.parameter_id, status="finished", trial_job_id=metric.trial_job_id,
+                             source="metric", **self._metric_copy(metric.value))
             self.engine._report_metric_data_callback(metric)
             if metric.type == "FINAL":
                 self._save_state()
@@ -229,8 +229,8 @@ class CommandLoop:
                 with self._lock:
                     record = self.state.trials.get(str(parameter_id))
                     replay = record is not None and record.get("status") != "finished"
-                    self._record(parameter_id, status="finished", metric=plain_copy(value),
-                                 trial_job_id=trial_job_id, source="import")
+                    self._record(parameter_id, status="finished", trial_job_id=trial_job_id, source="import",
+                                 **self._metric_copy(value))
                     model = self.model_for(parameter_id) if replay else None
                     if model is not None:
                         _log.info("Replaying the result of trial %s (parameter %d) to the strategy",
@@ -289,8 +289,7 @@ class CommandLoop:
                     self.engine._models[parameter_id] = weakref.ref(model)
                 record = self.state.trials.get(str(parameter_id))
                 if record is None or record.get("status") != "finished":
-                    self._record(parameter_id, status="resumed",
-                                 sample=plain_copy(getattr(model, "sample", None)) if model is not None else None)
+                    self._record(parameter_id, status="resumed", **self._job_reference(model))
         _log.info("NNI re-runs %d trial(s) of the stopped experiment: parameter ids %s", len(entries),
                   [e.get("parameter_id") for e in entries])
         self._save_state()
@@ -331,6 +330,9 @@ class CommandLoop:
         be unpickled)."""
         record = self.state.trials.get(str(parameter_id)) if self.state is not None else None
         sample = record.get("sample") if record else None
+        ledger = self._ledger()
+        if sample is None and record and isinstance(record.get("candidate"), str) and ledger is not None:
+            sample = ledger.sample_of(record["candidate"])
         if not isinstance(sample, dict) or self._exec_space is None:
             return None
         try:
@@ -344,8 +346,36 @@ class CommandLoop:
         """Called by the engine in the strategy's thread right after a model is sent to NNI."""
         with self._lock:
             self._sent_parameter_ids.add(parameter_id)
-            self._record(parameter_id, status="submitted", sample=plain_copy(getattr(model, "sample", None)))
+            self._record(parameter_id, status="submitted", **self._job_reference(model))
             self._save_state()
+
+    # ---- one ledger: the strategy's --------------------------------------------------------------------------
+
+    def _ledger(self) -> Any:
+        """The strategy, when it keeps the ledger of what it proposed and learnt (ours,
+        :class:`~nni_nas_ext.nni.nas_strategy.MorphismStrategy`: the search's ``job`` and ``result``); else None.
+
+        With a ledger, the bridge's record of a parameter names the candidate and copies neither its sample nor its
+        final metric. NNI's own strategies (Random, RegularizedEvolution...) keep no ledger of their models: for
+        them the record holds the sample (to rebuild the model NNI re-runs after a resume) and the metric (their
+        ``list_models``)."""
+        from nni_nas_ext.nni.nas_strategy import MorphismStrategy
+
+        strategy = getattr(self, "strategy", None)
+        return strategy if isinstance(strategy, MorphismStrategy) else None
+
+    def _job_reference(self, model: ExecutableModelSpace | None) -> dict[str, Any]:
+        """What a record keeps of the model sent: the candidate's id (a strategy with a ledger) or the sample."""
+        if model is None:
+            return {}
+        ledger = self._ledger()
+        if ledger is not None:
+            return {"candidate": ledger.candidate_of(model)}
+        return {"sample": plain_copy(getattr(model, "sample", None))}
+
+    def _metric_copy(self, value: Any) -> dict[str, Any]:
+        """The final metric for a record: none where the strategy's ledger holds it."""
+        return {} if self._ledger() is not None else {"metric": plain_copy(value)}
 
     def _record(self, parameter_id: int, **fields: Any) -> None:
         assert self.state is not None

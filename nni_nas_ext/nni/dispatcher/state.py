@@ -213,11 +213,14 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 class BridgeState:
     """What the bridge checkpoints: the strategy's ``state_dict`` and one record per submitted model.
 
-    A record (``trials[str(parameter_id)]``) holds ``parameter_id``, ``sample``, ``status`` (``submitted``,
+    A record (``trials[str(parameter_id)]``) holds ``parameter_id``, what was sent, ``status`` (``submitted``,
     ``resumed``: NNI re-runs it after ``nnictl resume``, ``finished``, ``LOST``: sent just before a stop and
-    never made a trial by NNI, or the final trial status such as ``FAILED``), and, once known, ``trial_job_id``,
-    ``metric`` (the final metric as the trial reported it) and ``source`` (``metric``: heard live, ``import``:
-    learned from NNI's ``ImportData`` on resume).
+    never made a trial by NNI, or the final trial status such as ``FAILED``), and, once known, ``trial_job_id``
+    and ``source`` (``metric``: heard live, ``import``: learned from NNI's ``ImportData`` on resume).
+
+    One ledger: for our searches the strategy's state holds the candidates and their results (the search's
+    ``job`` and ``result``), and a record only names the ``candidate`` sent. NNI's own strategies keep no such
+    ledger, so for them a record also holds the ``sample`` sent and the final ``metric`` as the trial reported it.
     """
 
     def __init__(self, path: Path) -> None:
