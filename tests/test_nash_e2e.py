@@ -86,3 +86,10 @@ def test_nni_records_for_each_trial_the_architecture_it_trained(records, nash_ex
 
 def test_the_experiment_ends_done_with_the_search(nash_experiment) -> None:
     assert nash_experiment.status()["status"] == "DONE"
+
+
+def test_the_trials_ran_our_lean_trial_command(nash_experiment) -> None:
+    # the trial command of config.yml and the examples (no nni.nas, no pytorch_lightning in the trial); the
+    # tests above are its end-to-end test under nnictl
+    command = nash_experiment.rest("experiment")["params"]["trialCommand"]
+    assert command.endswith(" -m nni_nas_ext.nni.trial_entry"), command
