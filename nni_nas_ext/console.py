@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO, TypeVar
 
-__all__ = ["ANSI", "TORCH_ALIAS_WARNINGS", "colour", "nnictl_env", "plain", "quiet_broken_pipe"]
+__all__ = ["ANSI", "TORCH_ALIAS_WARNINGS", "colour", "nnictl_env", "plain", "quiet_broken_pipe", "torch_alias_filters"]
 
 #: ANSI colour and style codes (``nnictl`` colours its INFO/ERROR prefixes)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -21,11 +21,19 @@ _PKG_RESOURCES = "ignore:pkg_resources is deprecated"
 
 #: the starts of the two warnings that ``import nni.nas`` gives on the locked torch for torch.nn classes that are
 #: not modules and that NNI re-exports as they are, correctly (``Buffer``, ``LinearCrossEntropyOptions``): noise
-#: that says "your PyTorch version might not be supported". Regular expressions, as ``warnings.filterwarnings``
-#: takes them; :func:`nnictl_env` passes them to NNI's processes (the dispatcher, NNI's own trial command).
-TORCH_ALIAS_WARNINGS = (r"<class 'torch\.nn\.parameter\.Buffer'> is found to be not a nn\.Module",
-                        r"<class 'torch\.nn\.modules\.linear_cross_entropy_options\.LinearCrossEntropyOptions'> "
-                        r"is found to be not a nn\.Module")
+#: that says "your PyTorch version might not be supported". Literal text: :func:`torch_alias_filters` makes the
+#: ``warnings`` filters of it, :func:`nnictl_env` the ``PYTHONWARNINGS`` entries for NNI's processes (the
+#: dispatcher, NNI's own trial command), tests/conftest.py pytest's.
+TORCH_ALIAS_WARNINGS = ("<class 'torch.nn.parameter.Buffer'> is found to be not a nn.Module",
+                        "<class 'torch.nn.modules.linear_cross_entropy_options.LinearCrossEntropyOptions'> "
+                        "is found to be not a nn.Module")
+
+
+def torch_alias_filters() -> list[tuple[str, str, type[Warning]]]:
+    """``(action, message regex, category)`` for each of :data:`TORCH_ALIAS_WARNINGS`, as
+    ``warnings.filterwarnings`` takes them (the message a regular expression matching the start)."""
+    return [("ignore", re.escape(message), RuntimeWarning) for message in TORCH_ALIAS_WARNINGS]
+
 
 F = TypeVar("F", bound=Callable[..., int])
 
@@ -46,11 +54,11 @@ def plain(text: str, stream: TextIO | None = None) -> str:
 
 def nnictl_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for an ``nnictl`` subprocess: ``env`` (default: ours) with the ``pkg_resources``
-    warning and the two :data:`TORCH_ALIAS_WARNINGS` silenced (other warning filters kept). ``PYTHONWARNINGS``
-    takes literal message starts, not regular expressions: the backslashes are removed."""
+    warning and the two :data:`TORCH_ALIAS_WARNINGS` silenced (other warning filters kept; ``PYTHONWARNINGS``
+    takes literal message starts)."""
     out = dict(os.environ if env is None else env)
     entries = [e for e in out.get("PYTHONWARNINGS", "").split(",") if e]
-    wanted = [_PKG_RESOURCES] + [f"ignore:{m.replace(chr(92), '')}:RuntimeWarning" for m in TORCH_ALIAS_WARNINGS]
+    wanted = [_PKG_RESOURCES] + [f"ignore:{message}:RuntimeWarning" for message in TORCH_ALIAS_WARNINGS]
     out["PYTHONWARNINGS"] = ",".join(entries + [w for w in wanted if w not in entries])
     return out
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import warnings
 
-from nni_nas_ext.console import TORCH_ALIAS_WARNINGS
+from nni_nas_ext.console import torch_alias_filters
 
 # ``import nni.nas`` walks torch.nn and warns for every class there that is not a module; on the locked torch
 # two are not (``Buffer``, a tensor type, and ``LinearCrossEntropyOptions``, a settings class), and NNI rightly
 # re-exports them unwrapped: the warnings ("your PyTorch version might not be supported") are noise. Only these
 # two messages are filtered; any other class NNI does not expect still warns.
-for _message in TORCH_ALIAS_WARNINGS:
-    warnings.filterwarnings("ignore", message=_message, category=RuntimeWarning)
+for _action, _message, _category in torch_alias_filters():
+    warnings.filterwarnings(_action, message=_message, category=_category)

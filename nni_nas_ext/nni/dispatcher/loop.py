@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from nni.nas.execution import TrainingServiceExecutionEngine
     from nni.nas.nn.pytorch import ModelSpace
     from nni.nas.space import ExecutableModelSpace
+    from nni.nas.strategy import Strategy
 
 __all__ = ["CommandLoop"]
 
@@ -65,6 +66,7 @@ class CommandLoop:
     _sent_parameter_ids: set[int]
     _received: dict[str, int]
     _exec_space: ExecutableModelSpace | None
+    strategy: Strategy | None
     model_space: ModelSpace | None
     engine: TrainingServiceExecutionEngine | None
     binding: Experiment | None
@@ -361,8 +363,7 @@ class CommandLoop:
         ``list_models``)."""
         from nni_nas_ext.nni.nas_strategy import MorphismStrategy
 
-        strategy = getattr(self, "strategy", None)
-        return strategy if isinstance(strategy, MorphismStrategy) else None
+        return self.strategy if isinstance(self.strategy, MorphismStrategy) else None
 
     def _job_reference(self, model: ExecutableModelSpace | None) -> dict[str, Any]:
         """What a record keeps of the model sent: the candidate's id (a strategy with a ledger) or the sample."""
