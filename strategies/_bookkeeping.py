@@ -263,9 +263,9 @@ class CandidateLedger:
 
     def _propose(self, arch: Architecture, *, parent: str | None, epochs: int, role: str,
                  train_on: str = "train", evaluate_test: bool = False, stop_after: int | None = None,
-                 stop_below: float | None = None) -> Candidate:
+                 stop_below: float | None = None, time_limit: float | None = None) -> Candidate:
         candidate = Candidate(candidate_id(arch, self._serial), arch, parent, epochs, train_on, evaluate_test,
-                              role, self._generation(), stop_after, stop_below)
+                              role, self._generation(), stop_after, stop_below, time_limit)
         self._serial += 1
         self._candidates[candidate.id] = candidate
         self._unasked.append(candidate.id)
@@ -281,20 +281,23 @@ class CandidateLedger:
         for ``epochs`` (default ``config.epochs_final``)."""
         return [self._propose_final(winner_id, epochs).id, self._propose_seed_final(epochs).id]
 
-    def _propose_final(self, winner_id: str, epochs: int | None = None) -> Candidate:
-        """The winner's final training (role ``final``): its own weights on train+val, tested once."""
+    def _propose_final(self, winner_id: str, epochs: int | None = None,
+                       time_limit: float | None = None) -> Candidate:
+        """The winner's final training (role ``final``): its own weights on train+val, tested once (within
+        ``time_limit`` seconds, :attr:`Candidate.time_limit`)."""
         winner = self._candidates[winner_id]
         return self._propose(winner.architecture.with_lineage(None), parent=winner.id, role="final",
-                             **self._final_args(epochs))
+                             **self._final_args(epochs, time_limit))
 
-    def _propose_seed_final(self, epochs: int | None = None) -> Candidate:
+    def _propose_seed_final(self, epochs: int | None = None, time_limit: float | None = None) -> Candidate:
         """The seed trained alike (role ``seed_final``): the gain over the start, measured the same way."""
         seed = self._candidates[self._seed_id]
-        return self._propose(seed.architecture, parent=seed.id, role="seed_final", **self._final_args(epochs))
+        return self._propose(seed.architecture, parent=seed.id, role="seed_final",
+                             **self._final_args(epochs, time_limit))
 
-    def _final_args(self, epochs: int | None) -> dict[str, Any]:
+    def _final_args(self, epochs: int | None, time_limit: float | None = None) -> dict[str, Any]:
         return {"epochs": self.config.epochs_final if epochs is None else epochs,
-                "train_on": "train+val", "evaluate_test": True}
+                "train_on": "train+val", "evaluate_test": True, "time_limit": time_limit}
 
     def _fail_seed(self, what: str) -> bool:
         """If the seed failed: record why and stop the search (``True``); else ``False``."""

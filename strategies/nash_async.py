@@ -46,7 +46,11 @@ paper's synchronous steps (which :class:`~nni_nas_ext.strategies.nash.HillClimbi
   climbing stopped (the winner may still change then; the seed does not), the winner's when the last
   climbing trial is told, and each gets as many epochs as its cost estimate fits in the time left
   (``final_fill``: the winner's up to ``3 * epochs_final``, the seed's to the deadline, as it starts
-  earlier and is usually smaller; else at most ``epochs_final``; at least one).
+  earlier and is usually smaller; else at most ``epochs_final``; at least one). An estimate is made before
+  the trial runs; a machine that gets busier afterwards (other jobs, a test suite beside the search) makes
+  it wrong, so each final training also carries the deadline itself (``Candidate.time_limit``: the time
+  left less the scheduling latency) and its trial stops at the last epoch that fits
+  (``stopped_at_deadline``).
 
 Randomness: one generator (``config.seed``), drawn only when a child is proposed. Given the same results in
 the same order (and the same budgets), the same candidates are proposed; a restored state continues exactly.
@@ -67,7 +71,7 @@ from nni_nas_ext.core.jobs import Candidate
 from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, CandidateLedger, accuracy_of
 from .base import Budget
 from .nash import NashConfig, draw_children, nash_morphisms
-from .trial_costs import TRAIN_VAL_FACTOR, TrialCosts
+from .trial_costs import LATENCY, TRAIN_VAL_FACTOR, TrialCosts
 
 __all__ = ["AsyncHillClimbing", "AsyncNashConfig", "Budget"]
 
@@ -394,14 +398,14 @@ class AsyncHillClimbing(CandidateLedger):
     def _start_seed_final(self, budget: Budget | None) -> None:
         seed = self._candidates[self._seed_id]
         epochs = self._final_epochs(seed.architecture, budget, fill=_SEED_FINAL_FILL_MAX)
-        self._outstanding.append(self._propose_seed_final(epochs).id)
+        self._outstanding.append(self._propose_seed_final(epochs, self._time_limit(budget)).id)
 
     def _start_final(self, budget: Budget | None) -> None:
         """The winner's final training (and the seed's, if it has not started yet)."""
         assert self._incumbent is not None
         winner = self._candidates[self._incumbent]
         epochs = self._final_epochs(winner.architecture, budget)
-        self._outstanding.append(self._propose_final(winner.id, epochs).id)
+        self._outstanding.append(self._propose_final(winner.id, epochs, self._time_limit(budget)).id)
         if self.config.final_seed and self._seed_final() is None:
             self._start_seed_final(budget)
         self._phase = PHASE_FINAL
@@ -429,6 +433,15 @@ class AsyncHillClimbing(CandidateLedger):
         seed = self.seed_architecture if self.config.final_seed and self._seed_final() is None else None
         return self._costs().final_reserve(candidate, self._incumbent, seed,  # type: ignore[arg-type]
                                            self.config.epochs_final)
+
+    @staticmethod
+    def _time_limit(budget: Budget | None) -> float | None:
+        """A final training's :attr:`~nni_nas_ext.core.jobs.Candidate.time_limit`: the time left less the
+        scheduling latency (its trial starts that much later, and NNI notes its end that much later), at least
+        a second; None without a time budget."""
+        if budget is None or budget.seconds_left is None:
+            return None
+        return round(max(1.0, budget.seconds_left - LATENCY), 3)
 
     def _final_epochs(self, arch: Architecture, budget: Budget | None, fill: int = _FINAL_FILL_MAX) -> int:
         """Epochs of a final training of ``arch``: ``epochs_final`` without a time budget, else as many as fit

@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +304,20 @@ class NnictlExperiment:
 
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def candidates_in(value: Any) -> Iterator[dict[str, Any]]:
+    """Every candidate dict (id, architecture, role...) inside a trial's parameters as NNI recorded them."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return
+    if isinstance(value, dict):
+        if {"id", "architecture", "role", "parent"} <= set(value):
+            yield value
+        for item in value.values():
+            yield from candidates_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from candidates_in(item)

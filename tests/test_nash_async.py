@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -40,10 +41,12 @@ def full_trial(c: Candidate) -> tuple[float, dict[str, Any]]:
 
 
 def simulate(config: dict[str, Any], seconds: float | None, slots: int = 2,
-             trial: Callable[[Candidate], tuple[float, dict[str, Any]]] = full_trial) -> dict[str, Any]:
+             trial: Callable[[Candidate], tuple[float, dict[str, Any]]] = full_trial,
+             pace: Callable[[float], float] | None = None) -> dict[str, Any]:
     """Run the strategy on ``slots`` fake workers against a fake clock, as the NNI adapter does: whenever a
     slot is free, ask with one free slot and the time left; ``trial`` gives a candidate's wall time and
-    result. Returns the timeline (``starts``: start, end and candidate of every trial)."""
+    result; ``pace`` (of the start time) how many times slower the machine runs a trial started then.
+    Returns the timeline (``starts``: start, end and candidate of every trial)."""
     strategy = AsyncHillClimbing(SEED_ARCH, config)
     now, running, starts = 0.0, [], []
     stopped_at = None
@@ -57,6 +60,8 @@ def simulate(config: dict[str, Any], seconds: float | None, slots: int = 2,
                 break
             for c in batch:
                 duration, result = trial(c)
+                if pace is not None:
+                    duration, result = slowed(duration, result, pace(now))
                 running.append((now + duration, c, result))
                 starts.append((now, now + duration, c))
         if stopped_at is None and strategy._stop_reason is not None:
@@ -68,6 +73,12 @@ def simulate(config: dict[str, Any], seconds: float | None, slots: int = 2,
         assert strategy.tell(c.id, result)
     assert strategy.finished
     return {"strategy": strategy, "end": now, "starts": starts, "stopped_at": stopped_at}
+
+
+def slowed(duration: float, result: dict[str, Any], factor: float) -> tuple[float, dict[str, Any]]:
+    """A fake trial's wall time and result on a machine ``factor`` times slower."""
+    timings = {k: v * factor for k, v in result["timings"].items()}
+    return duration * factor, {**result, "timings": timings}
 
 
 def busy_fraction(starts: list[tuple[float, float, Candidate]], begin: float, end: float, slots: int) -> float:
@@ -355,3 +366,58 @@ def test_no_child_starts_whose_own_final_training_would_not_fit() -> None:
         for start, end, c in run["starts"]:
             if c.role in ("child", "incumbent") and c.parent is not None:
                 assert end + _final_seconds(c, CONFIG["epochs_final"]) <= budget, (c.id, start, end)
+
+
+
+def test_a_time_limit_round_trips_and_decides_after_which_epoch_a_trial_stops() -> None:
+    final = Candidate(f"{SEED_ARCH.id}-0009", SEED_ARCH, f"{SEED_ARCH.id}-0000", 5, "train+val", True, "final", 3,
+                      time_limit=100)
+    data = json.loads(json.dumps(final.to_dict()))
+    assert data["time_limit"] == 100.0 and Candidate.from_dict(data) == final
+    assert "time_limit" not in Candidate(f"{SEED_ARCH.id}-0001", SEED_ARCH, None, 2, "train", False, "seed",
+                                         0).to_dict()  # a candidate without a limit serialises as it always did
+    assert not final.past_deadline(1, elapsed=50.0, slowest_epoch=20.0)  # 50 + 2 x 20 <= 100
+    assert final.past_deadline(1, elapsed=61.0, slowest_epoch=20.0)
+    assert not final.past_deadline(5, elapsed=500.0, slowest_epoch=20.0)  # after the last epoch: nothing to stop
+    assert not Candidate.from_dict({**data, "time_limit": None}).past_deadline(1, 1e9, 1e9)
+    for bad in (0, -1.0, float("inf"), float("nan"), True, "100"):
+        with pytest.raises(ValueError, match=r"time_limit must be null or a finite number of seconds > 0, but got"):
+            Candidate.from_dict({**data, "time_limit": bad})
+
+
+def honouring_trial(c: Candidate, factor: float = 1.0) -> tuple[float, dict[str, Any]]:
+    """A fake trial on a machine ``factor`` times slower than the one measured, that stops at its time limit
+    as the real one does (:meth:`Candidate.past_deadline` after every epoch; the fake has no latency)."""
+    seconds, result = slowed(*full_trial(c), factor)
+    epoch = (seconds - OVERHEAD * factor) / max(1, c.epochs)
+    trained = c.epochs
+    for k in range(1, c.epochs):
+        if c.past_deadline(k, OVERHEAD * factor + k * epoch, epoch):
+            trained = k
+            break
+    seconds = OVERHEAD * factor + trained * epoch
+    return seconds, {**result, "epochs_trained": trained, "stopped_at_deadline": trained < c.epochs}
+
+
+@pytest.mark.parametrize("budget", [300.0, 600.0])
+def test_finals_carry_the_deadline_and_keep_it_when_the_machine_slows_down(budget: float) -> None:
+    # from the moment the final phase is planned, every trial runs 1.5 times slower than the estimates say
+    slow_from: list[float] = []
+
+    def trial(c: Candidate) -> tuple[float, dict[str, Any]]:
+        if c.role in ("final", "seed_final") and not slow_from:
+            slow_from.append(0.0)
+        return honouring_trial(c, 1.5 if slow_from else 1.0)
+
+    run = simulate(CONFIG, seconds=budget, trial=trial)
+    finals = {c.role: (start, end, c) for start, end, c in run["starts"] if c.role in ("final", "seed_final")}
+    for start, end, c in finals.values():
+        assert c.time_limit == pytest.approx(budget - start - trial_costs.LATENCY, abs=1e-3)
+        assert end <= budget, (c.role, end)
+    assert all(c.time_limit is None for _, _, c in run["starts"] if c.role not in ("final", "seed_final"))
+    assert any(run["strategy"]._results[c.id]["stopped_at_deadline"] for *_, c in finals.values())
+    # the same slow finals without their limit run past the budget: what the limit is for
+    slow_from.clear()
+    unlimited = simulate(CONFIG, seconds=budget, trial=lambda c: trial(dataclasses.replace(c, time_limit=None)))
+    assert unlimited["end"] > budget
+    assert all(c.time_limit is None for _, _, c in simulate({**CONFIG, "max_children": 6}, seconds=None)["starts"])

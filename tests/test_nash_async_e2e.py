@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nnictl_harness import NnictlExperiment, experiment_config
+from nnictl_harness import NnictlExperiment, candidates_in, experiment_config
 from nni_nas_ext.results import SearchResults
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +27,8 @@ def test_async_nash_finishes_inside_maxExperimentDuration(tmp_path: Path) -> Non
         profile = exp.rest("experiment")
         trials = exp.trial_jobs()
         results = SearchResults.from_metric_data(exp.metric_data())
+        finals = exp.final_metrics()
+        limits = {c["role"]: c.get("time_limit") for p in exp.trial_parameters().values() for c in candidates_in(p)}
         dispatcher = exp.log("dispatcher.log")
     assert status == "DONE", dispatcher[-3000:]
     assert "climbing stopped" in dispatcher  # the budget, not the trial limit, ended the climb
@@ -36,5 +38,9 @@ def test_async_nash_finishes_inside_maxExperimentDuration(tmp_path: Path) -> Non
     assert roles.count("child") >= 3 and roles.count("final") == 1
     # every trial ended inside the budget (NNI counts it from the experiment's start)
     start_ms = profile["startTime"]
-    assert max(t["endTime"] for t in trials) - start_ms <= BUDGET_S * 1000, \
-        [(t["trialJobId"], t["endTime"] - start_ms) for t in trials]
+    timeline = [(t["trialJobId"], r.get("role"), f'{r.get("epochs_trained")}/{r.get("epochs")}',
+                 t["startTime"] - start_ms, t["endTime"] - start_ms)
+                for t in trials for r in [finals.get(t["trialJobId"], {})]]
+    assert max(t["endTime"] for t in trials) - start_ms <= BUDGET_S * 1000, timeline
+    # the finals carried the deadline (Candidate.time_limit: the time left less the latency) to their trials
+    assert 0 < limits["final"] < BUDGET_S and 0 < limits["seed_final"] < BUDGET_S and limits["seed"] is None, limits

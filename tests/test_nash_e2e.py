@@ -6,33 +6,13 @@ exact morphisms, started exactly as a user starts one, with our tuner named in t
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
 from nni_nas_ext.core import Architecture
+from nnictl_harness import candidates_in
 from nni_nas_ext.results import SearchResults
 
 pytestmark = pytest.mark.e2e
-
-
-def _candidates_in(value: Any) -> Iterator[dict[str, Any]]:
-    """Every candidate dict (id, architecture, role...) inside a trial's parameters as NNI recorded them."""
-    if isinstance(value, str) and value[:1] in "{[":
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return
-    if isinstance(value, dict):
-        if {"id", "architecture", "role", "parent"} <= set(value):
-            yield value
-        for item in value.values():
-            yield from _candidates_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _candidates_in(item)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +57,7 @@ def test_nni_records_for_each_trial_the_architecture_it_trained(records, nash_ex
     recorded = nash_experiment.trial_parameters()
     by_trial = {r["trial"]: r for r in results.results.values()}
     for trial, parameters in recorded.items():
-        found = list(_candidates_in(parameters))
+        found = list(candidates_in(parameters))
         assert len(found) == 1, (trial, parameters)
         candidate = found[0]
         assert candidate["id"] == by_trial[trial]["candidate"], (trial, candidate["id"], by_trial[trial]["candidate"])

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from nni_nas_ext.results import PORTAL_KEYS
+from nnictl_harness import candidates_in
 
 try:
     from playwright.sync_api import Page, expect, sync_playwright
@@ -57,25 +58,6 @@ def portal_accuracy(value: float) -> str:
     (``formatAccuracy`` in NNI's webui). ``toFixed`` rounds the exact binary value half up."""
     text = str(Decimal(value).quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP))
     return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _candidate_in(value: Any) -> dict[str, Any] | None:
-    """The candidate dict (id + architecture) inside a trial's parameters as NNI recorded them."""
-    if isinstance(value, str) and value[:1] in "{[":
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    if isinstance(value, dict):
-        if {"id", "architecture"} <= set(value) and isinstance(value["architecture"], dict):
-            return value
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            found = _candidate_in(item)
-            if found is not None:
-                return found
-    return None
 
 
 def _only_loopback(route) -> None:
@@ -180,7 +162,7 @@ def test_the_portal_shows_the_trials_their_accuracies_and_an_architecture(nash_e
     best_value = max(accuracy.values())
     assert accuracy[winner] == best_value, (winner, accuracy)  # the search's winner is the best trial
     best = winner
-    candidate = _candidate_in(nash_experiment.trial_parameters()[best])
+    candidate = next(candidates_in(nash_experiment.trial_parameters()[best]), None)
     assert candidate is not None and candidate["id"] == finals[best]["candidate"], (best, candidate)
     node_ids = [node["id"] for node in candidate["architecture"]["nodes"]]
     assert "conv1" in node_ids, node_ids

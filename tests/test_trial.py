@@ -289,3 +289,23 @@ def test_a_child_below_its_threshold_stops_after_its_first_epoch(trained_seed, t
     assert stored.architecture.id == child.architecture.id and stored.meta["result"]["early_stopped"] is stops
     rerun = run_candidate(child, task, ListReporter(), data=data)
     assert rerun["rerun"] and rerun["early_stopped"] is stops and rerun["epochs_trained"] == trained
+
+
+@pytest.mark.parametrize(("time_limit", "epochs", "trained"), [(1.0, 40, 1), (1e6, 2, 2)])
+def test_a_final_training_stops_at_its_time_limit(trained_seed, task: TaskConfig, data,
+                                                  caplog: pytest.LogCaptureFixture, time_limit: float, epochs: int,
+                                                  trained: int) -> None:
+    """A time limit counts from the process's start (this pytest process started long before 1 s): the final
+    stops after its first epoch (at least one trains) and still tests, saves and reports; far off, it is moot."""
+    seed, _, _ = trained_seed
+    final = Candidate(candidate_id(seed.architecture, 70 + trained), seed.architecture, seed.id, epochs, "train+val",
+                      True, "final", 2, time_limit=time_limit)
+    reporter = ListReporter()
+    with caplog.at_level("WARNING", logger="nni_nas_ext.trial_code.trial"):
+        result = run_candidate(final, task, reporter, data=data)
+    assert [m["epoch"] for m in reporter.intermediates] == list(range(1, trained + 1))
+    assert result["epochs_trained"] == trained and result["epochs"] == epochs and result["early_stopped"] is False
+    assert result["stopped_at_deadline"] is (trained < epochs) and 0.0 < result["test_acc"] <= 1.0
+    assert ("time limit of 1.0 s" in caplog.text) is (trained < epochs)
+    stored = CheckpointStore(task.checkpoint_dir).load(final.id).meta["result"]
+    assert stored["stopped_at_deadline"] is (trained < epochs)

@@ -11,7 +11,10 @@ The steps (issue: "trial code and weight inheritance"):
    child with an early-stopping rule (``Candidate.stop_after`` / ``stop_below``) whose validation accuracy
    after epoch ``stop_after`` is below ``stop_below`` stops there: the cycle is cut short (the schedule is
    not rescaled), and the rest goes on as usual, its result saying ``early_stopped: true`` and
-   ``epochs_trained``;
+   ``epochs_trained``; a candidate with a time limit (``Candidate.time_limit``, a budget-aware search's final
+   trainings) stops likewise after the last epoch that leaves room, at its slowest epoch's pace, for one
+   more epoch's worth of time (the test and the checkpoint) before the limit, its result saying
+   ``stopped_at_deadline: true``;
 4. evaluate (the test set only when the candidate says so: final trainings);
 5. save the checkpoint (atomically) and only then report the final result, so that a child proposed on
    that result always finds its parent's weights.
@@ -81,7 +84,8 @@ class TrialFailed(RuntimeError):
 
 
 class _StoppedEarly(Exception):
-    """Raised from the epoch callback to end :func:`train` after an epoch (the candidate's early-stopping rule)."""
+    """Raised from the epoch callback to end :func:`train` after an epoch (the candidate's early-stopping rule,
+    or its time limit)."""
 
 
 def _compresses(steps: Sequence[Step]) -> bool:
@@ -341,6 +345,7 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         x, y = data.train_x.to(device), data.train_y.to(device)
     first_batch: list[float] = []
     history: list[EpochResult] = []
+    stopped: list[str] = []  # why training ended before its last epoch: "rule" or "deadline"
 
     def on_epoch(r: EpochResult) -> None:
         history.append(r)
@@ -355,6 +360,14 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
                 candidate.stops_early(r.epoch, r.val_accuracy):
             _log.info("early stop after epoch %d: val acc %.4f < %.4f (the parent's final minus the margin)",
                       r.epoch, r.val_accuracy, candidate.stop_below)
+            stopped.append("rule")
+            raise _StoppedEarly
+        elapsed, slowest = time.time() - started, max(h.seconds for h in history)
+        if candidate.past_deadline(r.epoch, elapsed, slowest):
+            _log.warning("stopping after epoch %d of %d: %.1f s since the process started, epochs of up to %.2f s, "
+                         "and a time limit of %.1f s (the machine ran slower than the search estimated)",
+                         r.epoch, candidate.epochs, elapsed, slowest, candidate.time_limit)
+            stopped.append("deadline")
             raise _StoppedEarly
 
     t = time.time()
@@ -418,7 +431,8 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         "start_val_acc": start_val_acc,
         "epochs": candidate.epochs,
         "epochs_trained": len(epochs),
-        "early_stopped": len(epochs) < candidate.epochs,
+        "early_stopped": stopped == ["rule"],
+        "stopped_at_deadline": stopped == ["deadline"],
         "train_on": candidate.train_on,
         "checkpoint": str(store.path(candidate.id)),
         "normalisation": data.preprocessing(),

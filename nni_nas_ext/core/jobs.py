@@ -78,6 +78,13 @@ class Candidate:
         ``stop_below`` (in [0, 1]; the parent's final validation accuracy minus a margin), saves its
         checkpoint and reports ``early_stopped: true`` (see :meth:`stops_early`). Written by :meth:`to_dict`
         only when set, so that a candidate without the rule serialises as it always did.
+    time_limit
+        Seconds from the trial's process start within which it must have reported, or ``None``: no limit. A
+        budget-aware strategy sets it on its final trainings (the time left when it proposed them, less the
+        scheduling latency): if the machine runs slower than the strategy's estimate, the trial stops training
+        after the last epoch that leaves room for one more epoch at its slowest pace so far (for the test and
+        the checkpoint), at least one epoch, and reports ``stopped_at_deadline: true`` and ``epochs_trained``
+        (:meth:`past_deadline`). Written by :meth:`to_dict` only when set.
 
     Raises
     ------
@@ -95,6 +102,7 @@ class Candidate:
     step: int
     stop_after: Optional[int] = None
     stop_below: Optional[float] = None
+    time_limit: Optional[float] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.architecture, Architecture):
@@ -119,6 +127,13 @@ class Candidate:
         if self.role not in ROLES:
             raise ValueError(f"Candidate.role must be one of {list(ROLES)}, but got {self.role!r}")
         self._check_stop_rule()
+        limit = self.time_limit
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not math.isfinite(limit) or \
+                    limit <= 0:
+                raise ValueError(f"Candidate.time_limit must be null or a finite number of seconds > 0, "
+                                 f"but got {limit!r}")
+            object.__setattr__(self, "time_limit", float(limit))
 
     def _check_stop_rule(self) -> None:
         if (self.stop_after is None) != (self.stop_below is None):
@@ -142,6 +157,14 @@ class Candidate:
         return self.stop_after is not None and self.stop_below is not None and epoch == self.stop_after and \
             val_accuracy is not None and val_accuracy < self.stop_below
 
+    def past_deadline(self, epoch: int, elapsed: float, slowest_epoch: float) -> bool:
+        """Whether a trial with a :attr:`time_limit` stops after ``epoch`` (1-based, before the last), having
+        run ``elapsed`` seconds since its process started: when one more epoch at the slowest pace so far
+        (``slowest_epoch`` seconds) and the same again for the evaluation and the checkpoint would end past the
+        limit. Never without a limit, nor after the last epoch."""
+        return self.time_limit is not None and epoch < self.epochs and \
+            elapsed + 2.0 * slowest_epoch > self.time_limit
+
     @property
     def serial(self) -> int:
         """The serial number in the candidate's id."""
@@ -149,12 +172,14 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON; :meth:`from_dict` reads it back to an equal candidate. The early-stopping rule's keys
-        appear only when it is set."""
+        and the time limit appear only when set."""
         out: dict[str, Any] = {"id": self.id, "architecture": self.architecture.to_dict(), "parent": self.parent,
                "epochs": self.epochs, "train_on": self.train_on, "evaluate_test": self.evaluate_test,
                "role": self.role, "step": self.step}
         if self.stop_after is not None:
             out.update(stop_after=self.stop_after, stop_below=self.stop_below)
+        if self.time_limit is not None:
+            out["time_limit"] = self.time_limit
         return out
 
     @classmethod
