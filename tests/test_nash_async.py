@@ -41,12 +41,10 @@ def full_trial(c: Candidate) -> tuple[float, dict[str, Any]]:
 
 
 def simulate(config: dict[str, Any], seconds: float | None, slots: int = 2,
-             trial: Callable[[Candidate], tuple[float, dict[str, Any]]] = full_trial,
-             pace: Callable[[float], float] | None = None) -> dict[str, Any]:
+             trial: Callable[[Candidate], tuple[float, dict[str, Any]]] = full_trial) -> dict[str, Any]:
     """Run the strategy on ``slots`` fake workers against a fake clock, as the NNI adapter does: whenever a
     slot is free, ask with one free slot and the time left; ``trial`` gives a candidate's wall time and
-    result; ``pace`` (of the start time) how many times slower the machine runs a trial started then.
-    Returns the timeline (``starts``: start, end and candidate of every trial)."""
+    result. Returns the timeline (``starts``: start, end and candidate of every trial)."""
     strategy = AsyncHillClimbing(SEED_ARCH, config)
     now, running, starts = 0.0, [], []
     stopped_at = None
@@ -60,8 +58,6 @@ def simulate(config: dict[str, Any], seconds: float | None, slots: int = 2,
                 break
             for c in batch:
                 duration, result = trial(c)
-                if pace is not None:
-                    duration, result = slowed(duration, result, pace(now))
                 running.append((now + duration, c, result))
                 starts.append((now, now + duration, c))
         if stopped_at is None and strategy._stop_reason is not None:
@@ -368,7 +364,6 @@ def test_no_child_starts_whose_own_final_training_would_not_fit() -> None:
                 assert end + _final_seconds(c, CONFIG["epochs_final"]) <= budget, (c.id, start, end)
 
 
-
 def test_a_time_limit_round_trips_and_decides_after_which_epoch_a_trial_stops() -> None:
     final = Candidate(f"{SEED_ARCH.id}-0009", SEED_ARCH, f"{SEED_ARCH.id}-0000", 5, "train+val", True, "final", 3,
                       time_limit=100)
@@ -402,12 +397,12 @@ def honouring_trial(c: Candidate, factor: float = 1.0) -> tuple[float, dict[str,
 @pytest.mark.parametrize("budget", [300.0, 600.0])
 def test_finals_carry_the_deadline_and_keep_it_when_the_machine_slows_down(budget: float) -> None:
     # from the moment the final phase is planned, every trial runs 1.5 times slower than the estimates say
-    slow_from: list[float] = []
+    slow = False
 
     def trial(c: Candidate) -> tuple[float, dict[str, Any]]:
-        if c.role in ("final", "seed_final") and not slow_from:
-            slow_from.append(0.0)
-        return honouring_trial(c, 1.5 if slow_from else 1.0)
+        nonlocal slow
+        slow = slow or c.role in ("final", "seed_final")
+        return honouring_trial(c, 1.5 if slow else 1.0)
 
     run = simulate(CONFIG, seconds=budget, trial=trial)
     finals = {c.role: (start, end, c) for start, end, c in run["starts"] if c.role in ("final", "seed_final")}
@@ -417,7 +412,7 @@ def test_finals_carry_the_deadline_and_keep_it_when_the_machine_slows_down(budge
     assert all(c.time_limit is None for _, _, c in run["starts"] if c.role not in ("final", "seed_final"))
     assert any(run["strategy"]._results[c.id]["stopped_at_deadline"] for *_, c in finals.values())
     # the same slow finals without their limit run past the budget: what the limit is for
-    slow_from.clear()
+    slow = False
     unlimited = simulate(CONFIG, seconds=budget, trial=lambda c: trial(dataclasses.replace(c, time_limit=None)))
     assert unlimited["end"] > budget
     assert all(c.time_limit is None for _, _, c in simulate({**CONFIG, "max_children": 6}, seconds=None)["starts"])
