@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import sys
@@ -79,3 +80,14 @@ def quiet_broken_pipe(main: F) -> F:
             os.dup2(devnull, sys.stdout.fileno())
             return 0
     return wrapper  # type: ignore[return-value]
+
+
+def log_to_stdout() -> None:
+    """Trial logs go to stdout, which NNI keeps as the trial's log (``trial.log`` in its folder)."""
+    root = logging.getLogger("nni_nas_ext")
+    if not any(getattr(h, "_nni_nas_ext", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
+        handler._nni_nas_ext = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)

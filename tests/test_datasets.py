@@ -56,6 +56,29 @@ def test_digits_splits_partition_the_data(digits: Splits) -> None:
     assert got_rows == want_rows
 
 
+def test_digits_are_read_as_scikit_learn_reads_them_without_importing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from nni_nas_ext.trial_code.datasets import digits as digits_module
+
+    images, labels = digits_module._digits_arrays()
+    bunch = load_digits()
+    assert images.dtype == np.float32 and labels.dtype == np.int64
+    assert np.array_equal(images, bunch.images.astype(np.float32)[:, None]) and np.array_equal(labels, bunch.target)
+    # where scikit-learn's file is not found, its own loader gives the same arrays
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    images2, labels2 = digits_module._digits_arrays()
+    assert np.array_equal(images2, images) and np.array_equal(labels2, labels)
+    # a trial that loads digits does not pay for importing scikit-learn (and scipy)
+    code = ("import sys; from nni_nas_ext.trial_code.datasets import DatasetSpec, load_dataset; "
+            "load_dataset(DatasetSpec('digits')); print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_digits_is_deterministic_and_only_validation_moves_with_split_seed(digits: Splits) -> None:
     again = load_dataset(DatasetSpec("digits"))
     other = load_dataset(DatasetSpec("digits", split_seed=1))

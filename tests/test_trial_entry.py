@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import nni  # noqa: F401 - the trial entry needs NNI installed: fail at collection if it is not
 import pytest
 
-from nni_nas_ext.nni.trial_entry import TrialRefused, receive_payload
+from nni_nas_ext.nni.trial_entry import TrialRefused, metric_json, parse_record, receive_payload
 from nni_nas_ext.search_spaces import nash_seed
 from nni_nas_ext.wire import encode_trial, load_or_create_key
 
@@ -178,8 +179,34 @@ def test_a_trial_process_over_nnis_http_channel(tmp_path: Path, entry: str) -> N
         metrics = server.metrics()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [m["type"] for _, m in metrics] == ["PERIODICAL", "PERIODICAL", "FINAL"]
+    assert [m["sequence"] for _, m in metrics] == [0, 1, 0]  # as nni.report_* number them
     assert all(m["parameter_id"] == 0 and m["trial_job_id"] == "t" for _, m in metrics)
     final = metrics[-1][1]["value"]
     assert final["candidate"] == f"{child.id}-0001" and final["preservation_error"] < 1e-5
     assert (store / f"{child.id}-0001.pt").is_file()
     assert ("pytorch_lightning" in proc.stderr) == (entry == "standard")
+    # the lean trial imports neither nni (scipy.stats, pandas) nor scikit-learn (the digits come from its file)
+    imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", proc.stderr, re.MULTILINE))
+    assert ({"nni", "sklearn"} & imported == set()) == (entry == "lean"), {"nni", "sklearn"} & imported
+    # either way the trial's log is NNI's trial.log in NNI_OUTPUT_DIR (what the portal shows), print()s included
+    log = (out / "trial.log").read_text()
+    assert "final: val acc" in log and "PRINT" in log, log[-2000:]
+
+
+def test_metrics_are_plain_json_as_nni_dump_writes_them() -> None:
+    import numpy as np
+
+    assert json.loads(metric_json({"default": np.float32(0.5), "n": np.int64(3), "x": [1, "a"]})) == \
+        {"default": 0.5, "n": 3, "x": [1, "a"]}
+    assert metric_json(float("nan")) == "NaN"  # NNI's dump allows NaN too
+    with pytest.raises(TypeError, match="plain JSON"):
+        metric_json({"array": np.zeros(2)})
+
+
+def test_a_record_that_is_not_ours_is_refused_without_nni_unless_allowed() -> None:
+    with pytest.raises(TrialRefused, match="not JSON"):
+        parse_record("{not json")
+    with pytest.raises(TrialRefused, match="not a signed nni-nas-ext payload"):
+        parse_record(json.dumps({"parameter_id": 3, "parameters": {"a": 1}}))
+    assert parse_record(json.dumps({"parameter_id": 3, "parameters": {"a": 1}}), allow_nni_format=True) == \
+        {"parameter_id": 3, "parameters": {"a": 1}}  # NNI's own nni.load, for NNI's strategies only

@@ -8,13 +8,12 @@ over to the NNI-free trial code (:func:`nni_nas_ext.trial_code.trial.run_candida
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 import nni
 
+from nni_nas_ext.console import log_to_stdout
 from nni_nas_ext.results import portal_result
 
 __all__ = ["NniReporter", "make_evaluator", "train_candidate", "trial_payload_of"]
@@ -38,22 +37,11 @@ class NniReporter:
         nni.report_final_result(portal_result(metric))
 
 
-def _log_to_stdout() -> None:
-    """Trial logs go to stdout, which NNI keeps as the trial's log (``trial.log`` in its folder)."""
-    root = logging.getLogger("nni_nas_ext")
-    if not any(getattr(h, "_nni_nas_ext", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
-        handler._nni_nas_ext = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-
-
 def train_candidate(model: Any, task: Mapping[str, Any]) -> dict[str, Any]:
     """Train the candidate that ``model`` (a frozen MorphismModelSpace) carries; report to NNI."""
     from nni_nas_ext.trial_code.trial import TaskConfig, run_candidate
 
-    _log_to_stdout()
+    log_to_stdout()
     return run_candidate(model.candidate, TaskConfig.from_dict(task), NniReporter())
 
 
@@ -61,8 +49,7 @@ def make_evaluator(task: Mapping[str, Any]) -> Any:
     """The evaluator for a search with these task settings (see :class:`~nni_nas_ext.trial_code.trial.TaskConfig`).
 
     A ``nni.nas.evaluator.FunctionalEvaluator``; imported here, not at the module's import, because
-    ``nni.nas.evaluator`` pulls in pytorch_lightning, which the lean trial entry
-    (:mod:`nni_nas_ext.nni.trial_entry`) avoids while it reuses this module's reporter.
+    ``nni.nas.evaluator`` pulls in pytorch_lightning, which nothing else of this module needs.
     """
     from nni.nas.evaluator import FunctionalEvaluator
 

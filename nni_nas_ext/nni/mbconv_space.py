@@ -250,11 +250,12 @@ class FnaModelSpace(ModelSpace):
 
 def train_fna_job(model: Any, task: Mapping[str, Any], adaptation: Mapping[str, Any]) -> dict[str, Any]:
     """Run the job that ``model`` (a frozen :class:`FnaModelSpace`) carries, reporting to NNI."""
+    from nni_nas_ext.console import log_to_stdout
     from nni_nas_ext.trial_code.fna_trial import FnaTaskConfig, run_fna_job
 
-    from .evaluator import NniReporter, _log_to_stdout
+    from .evaluator import NniReporter
 
-    _log_to_stdout()
+    log_to_stdout()
     return run_fna_job(model.job, FnaTaskConfig.from_dict(task), dict(adaptation), NniReporter())
 
 

@@ -168,13 +168,14 @@ def train_cnn_sample(model: Any, task: Mapping[str, Any], epochs: int, reporter:
     val_acc, "params": ..., "sample": {...}, ...}``; ``reward_size_weight`` and ``keep_weights``: see the module
     docstring. Returns the final result as reported.
     """
+    from nni_nas_ext.console import log_to_stdout
     from nni_nas_ext.trial_code.checkpoints import CheckpointStore
     from nni_nas_ext.trial_code.scratch import train_from_scratch
     from nni_nas_ext.trial_code.trial import TaskConfig, default_checkpoint_dir
 
-    from ..evaluator import NniReporter, _log_to_stdout
+    from ..evaluator import NniReporter
 
-    _log_to_stdout()
+    log_to_stdout()
     config = TaskConfig.from_dict(task)
     sample = dict(model.sample)
 
