@@ -66,6 +66,7 @@ import compare_v2 as v2
 import pareto_report
 from _nnictl import NnictlFailed, private_experiment
 from harness import ROOT
+from harness.cli import add_run_options, contestant_names, parse_run_args, task_settings
 from harness.contestants import (
     REGULARIZED_EVOLUTION, experiment_config, nni_strategy_config, seed_net_args, task_args,
 )
@@ -77,7 +78,6 @@ from harness.settings import Settings, check_settings
 from harness.trials import parse_trials
 
 from nni_nas_ext.core.config import ConfigError, parse_config
-from nni_nas_ext.core.errors import unknown_name
 from nni_nas_ext.core.pareto import HV_REFERENCE, normalised_hypervolume, pareto_front
 from nni_nas_ext.registry import search_of_contestant
 
@@ -324,30 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--contestants", nargs="+", default=list(CONTESTANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock minutes per run (x 2 slots: CPU-minutes)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--seed-epochs", type=int, default=4)
-    p.add_argument("--final-epochs", type=int, default=10, help="NASH's own final phase (as in protocol v2)")
-    p.add_argument("--seed-widths", type=int, nargs="+", default=[32, 64, 128])
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fashion-mnist-pareto")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--report-only", action="store_true")
-    p.add_argument("--supersede", nargs="+", default=[], metavar="CONTESTANT",
-                   help="move these contestants' finished runs to `superseded` (kept, with --why) so that they run "
-                        "again, e.g. after a change of the contestant's code; never after looking at test results")
-    p.add_argument("--why", default=None, help="the reason recorded with --supersede (required with it)")
-    args = p.parse_args(argv)
-    if args.supersede and not (args.why and args.why.strip()):
-        p.error("--supersede needs --why: the reason is recorded beside the superseded runs")
+    add_run_options(p, out=ROOT / "benchmarks" / "results" / "fashion-mnist-pareto",
+                    final_epochs_help="NASH's own final phase (as in protocol v2)")
+    args = parse_run_args(p, argv)
     try:
-        settings = parse_config(SettingsPareto, {
-            "dataset": args.dataset, "limit": args.limit, "minutes": args.minutes, "epochs": args.epochs,
-            "seed_epochs": args.seed_epochs, "final_epochs": args.final_epochs, "seed_widths": args.seed_widths})
-        names = [n.strip() for item in args.contestants for n in item.split(",") if n.strip()]
-        for name in names:
-            if name not in CONTESTANTS:
-                raise ValueError(unknown_name("contestant", name, list(CONTESTANTS)))
+        settings = parse_config(SettingsPareto, task_settings(args))
+        names = contestant_names(args.contestants, list(CONTESTANTS))
         out = args.out.absolute()
         path = out / "results.json"
         results = load(path, settings)

@@ -59,6 +59,7 @@ from typing import Any, ClassVar
 
 from _nnictl import NnictlFailed, private_experiment
 from harness import ROOT
+from harness.cli import add_run_options, contestant_names, parse_run_args, task_settings
 from harness.contestants import REGULARIZED_EVOLUTION, experiment_config, nni_strategy_config, seed_net_args, task_args
 from harness.machine import cpu_tag, environment, other_machines, timestamp
 from harness.results import run_key
@@ -420,31 +421,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--final-window", type=float, default=5.0, help="minutes kept for the harness's final training")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--seed-epochs", type=int, default=4)
-    p.add_argument("--final-epochs", type=int, default=10)
-    p.add_argument("--seed-widths", type=int, nargs="+", default=[32, 64, 128])
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fashion-mnist-60min")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--report-only", action="store_true")
-    p.add_argument("--supersede", nargs="+", default=[], metavar="CONTESTANT",
-                   help="move these contestants' finished runs to `superseded` (kept, with --why) so that they run "
-                        "again, e.g. after a change of the contestant's code; never after looking at test results")
-    p.add_argument("--why", default=None, help="the reason recorded with --supersede (required with it)")
-    args = p.parse_args(argv)
-    if args.supersede and not (args.why and args.why.strip()):
-        p.error("--supersede needs --why: the reason is recorded beside the superseded runs")
+    add_run_options(p, out=ROOT / "benchmarks" / "results" / "fashion-mnist-60min")
+    args = parse_run_args(p, argv)
     try:
         settings = parse_config(SettingsV2, {
-            "dataset": args.dataset, "limit": args.limit, "minutes": args.minutes, "epochs": args.epochs,
-            "seed_epochs": args.seed_epochs, "final_epochs": args.final_epochs, "seed_widths": args.seed_widths,
-            "final_window_minutes": args.final_window})
-        names = [n.strip() for item in args.contestants for n in item.split(",") if n.strip()]
-        for name in names:
-            if name not in CONTESTANTS:
-                raise ValueError(unknown_name("contestant", name, list(CONTESTANTS)))
+            **task_settings(args), "final_window_minutes": args.final_window})
+        names = contestant_names(args.contestants, list(CONTESTANTS))
         out = args.out.absolute()
         path = out / "results.json"
         results = load(path, settings)
