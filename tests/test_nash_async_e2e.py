@@ -12,7 +12,7 @@ from nni_nas_ext.results import SearchResults
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGET_S = 100
+BUDGET_S = 70
 
 
 def test_async_nash_finishes_inside_maxExperimentDuration(tmp_path: Path) -> None:  # noqa: N802
