@@ -345,9 +345,10 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         x, y = data.train_x.to(device), data.train_y.to(device)
     first_batch: list[float] = []
     history: list[EpochResult] = []
-    stopped: list[str] = []  # why training ended before its last epoch: "rule" or "deadline"
+    stopped: str | None = None  # why training ended before its last epoch: "rule" or "deadline"
 
     def on_epoch(r: EpochResult) -> None:
+        nonlocal stopped
         history.append(r)
         _log.info("epoch %d/%d: loss %.4f, train acc %.4f, val acc %.4f (%.2f s)", r.epoch, candidate.epochs,
                   r.train_loss, r.train_accuracy, r.val_accuracy if r.val_accuracy is not None else math.nan,
@@ -360,14 +361,14 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
                 candidate.stops_early(r.epoch, r.val_accuracy):
             _log.info("early stop after epoch %d: val acc %.4f < %.4f (the parent's final minus the margin)",
                       r.epoch, r.val_accuracy, candidate.stop_below)
-            stopped.append("rule")
+            stopped = "rule"
             raise _StoppedEarly
         elapsed, slowest = time.time() - started, max(h.seconds for h in history)
         if candidate.past_deadline(r.epoch, elapsed, slowest):
             _log.warning("stopping after epoch %d of %d: %.1f s since the process started, epochs of up to %.2f s, "
                          "and a time limit of %.1f s (the machine ran slower than the search estimated)",
                          r.epoch, candidate.epochs, elapsed, slowest, candidate.time_limit)
-            stopped.append("deadline")
+            stopped = "deadline"
             raise _StoppedEarly
 
     t = time.time()
@@ -431,8 +432,8 @@ def _run(candidate: Candidate, task: TaskConfig, reporter: Reporter, data: Split
         "start_val_acc": start_val_acc,
         "epochs": candidate.epochs,
         "epochs_trained": len(epochs),
-        "early_stopped": stopped == ["rule"],
-        "stopped_at_deadline": stopped == ["deadline"],
+        "early_stopped": stopped == "rule",
+        "stopped_at_deadline": stopped == "deadline",
         "train_on": candidate.train_on,
         "checkpoint": str(store.path(candidate.id)),
         "normalisation": data.preprocessing(),

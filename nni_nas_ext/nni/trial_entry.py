@@ -169,6 +169,11 @@ class ChannelReporter:
         self.channel.send_metric("FINAL", self.parameter_id, 0, portal_result(metric))
 
 
+def _carries_payload(record: Any) -> bool:
+    """Whether a parameter record holds a payload of ours (to be verified by :func:`receive_payload`)."""
+    return isinstance(record, dict) and is_wire_payload(record.get("parameters"))
+
+
 def parse_record(text: str, allow_nni_format: bool = False) -> Any:
     """The parameter record NNI delivered, decoded as JSON, never with ``nni.load``: a record whose parameters are
     not a payload of ours is refused, unless NNI's format is allowed (then NNI's own ``nni.load`` reads it)."""
@@ -176,7 +181,7 @@ def parse_record(text: str, allow_nni_format: bool = False) -> Any:
         record = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise TrialRefused(f"the trial's parameter is not JSON ({exc}); refusing to run it") from None
-    if isinstance(record, dict) and is_wire_payload(record.get("parameters")):
+    if _carries_payload(record):
         return record
     if allow_nni_format:
         import nni
@@ -299,7 +304,7 @@ def run(argv: list[str] | None = None) -> bool:
     if text is None:
         raise TrialRefused("NNI closed the trial channel before it sent a parameter")
     record = parse_record(text, args.allow_nni_format)
-    if isinstance(record, dict) and is_wire_payload(record.get("parameters")):
+    if _carries_payload(record):
         _run_payload(receive_payload(record), ChannelReporter(channel, record.get("parameter_id")))
         return True
     _run_nni_model(url, record)

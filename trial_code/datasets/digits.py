@@ -51,8 +51,8 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     spec = find_spec("sklearn")
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = next((Path(f) / "datasets" / "data" / "digits.csv.gz" for f in folders
-                 if (Path(f) / "datasets" / "data" / "digits.csv.gz").is_file()), None)
+    files = [Path(f) / "datasets" / "data" / "digits.csv.gz" for f in folders]
+    path = next((f for f in files if f.is_file()), None)
     if path is not None:
         with gzip.open(path, mode="rt", encoding="utf-8") as f:
             table = np.loadtxt(f, delimiter=",")
