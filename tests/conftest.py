@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
-import torch
+import contextlib
+from pathlib import Path
 
-# The tests run tiny networks on a 2-core machine. With torch's default of one thread per core, any
-# other load on the machine makes its thread pool thrash (measured here: 6x slower property tests).
-torch.set_num_threads(1)
-
-
-# --------------------------------------------------------------------------------------------------
-# One real `nnictl create` NASH experiment, shared by the end-to-end tests that read it (REST, browser)
-# --------------------------------------------------------------------------------------------------
-
-import contextlib  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
+import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        # a process that runs tests (not pytest-xdist's controller, which only hands them out and so need not
+        # import torch: 1.4 CPU-seconds). The tests run tiny networks on a 2-core machine. With torch's default of
+        # one thread per core, any other load on the machine makes its thread pool thrash (measured here: 6x
+        # slower property tests).
+        import torch
+
+        torch.set_num_threads(1)
     # the two harmless warnings of `import nni.nas` on the locked torch (nni_nas_ext.console), for the test modules
     # that import nni.nas before our adapter package filters them
     from nni_nas_ext.console import torch_alias_filters
 
     for action, message, category in torch_alias_filters():
         config.addinivalue_line("filterwarnings", f"{action}:{message}:{category.__name__}")
+
+
+# --------------------------------------------------------------------------------------------------
+# One real `nnictl create` NASH experiment, shared by the end-to-end tests that read it (REST, browser)
+# --------------------------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
 

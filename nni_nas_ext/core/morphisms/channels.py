@@ -111,7 +111,15 @@ def plan_channels(arch: Architecture, start: str, start_map: np.ndarray, *, gath
     if gather_start:
         plan.rows[start] = plan.maps[start]
     order = arch.topological_order
+    # Only the consumers of a mapped node can change: visit those, in order, and stop once none is left (a
+    # convolution that consumes the map ends it, so a widening usually visits a few nodes, not the network).
+    reached = set(arch.consumers(start))
     for nid in order[order.index(start) + 1:]:
+        if not reached:
+            break
+        if nid not in reached:
+            continue
+        reached.discard(nid)
         node = arch.node(nid)
         ins = [plan.maps.get(i) for i in node.inputs]
         if all(m is None for m in ins):
@@ -147,6 +155,8 @@ def plan_channels(arch: Architecture, start: str, start_map: np.ndarray, *, gath
             plan.maps[nid] = target
         else:  # pragma: no cover - every op is handled above
             raise NotApplicable(f"{nid}: unhandled op {op}")
+        if nid in plan.maps:
+            reached.update(arch.consumers(nid))
     if arch.output in plan.maps:
         raise NotApplicable(f"the change would reach the output node {arch.output} "
                             f"(it must keep num_classes={arch.num_classes} outputs)")
