@@ -58,6 +58,17 @@ def nash_folder(tmp_path: Path) -> tuple[Path, list[FakeTrial], dict[str, str]]:
     return folder, trials, names
 
 
+@pytest.fixture(scope="module")
+def nash_folder_report(tmp_path_factory: pytest.TempPathFactory
+                       ) -> tuple[Path, list[FakeTrial], dict[str, str], Path]:
+    """The report of a folder like ``nash_folder``'s, written once for the tests that only read it; and its index."""
+    tmp = tmp_path_factory.mktemp("nash-folder-report")
+    trials, names = nash_search()
+    folder = write_experiment_folder(tmp / "nni-experiments", "abc123xy", trials, config=nash_config(),
+                                     search_state=NASH_SEARCH_STATE)
+    return folder, trials, names, write_report(folder, tmp / "report")
+
+
 # ---- what is read -----------------------------------------------------------------------------------------
 
 def test_the_folder_is_read_as_nni_and_the_bridge_wrote_it(nash_folder) -> None:
@@ -88,10 +99,9 @@ def test_a_result_is_joined_with_the_job_it_names_not_with_nni_s_pairing(tmp_pat
 
 # ---- what is written --------------------------------------------------------------------------------------
 
-def test_the_report_has_every_figure_as_png_and_svg_and_works_offline(nash_folder, tmp_path: Path) -> None:
-    folder, trials, _ = nash_folder
-    index = write_report(folder, tmp_path / "report")
-    assert index == tmp_path / "report" / "index.html"
+def test_the_report_has_every_figure_as_png_and_svg_and_works_offline(nash_folder_report) -> None:
+    folder, trials, _, index = nash_folder_report
+    assert index.name == "index.html"
     for name in ("accuracy-time", "accuracy-params", "accuracy-macs", "hypervolume-time", "lineage-tree",
                  "winner-architecture"):
         assert (index.parent / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -111,9 +121,9 @@ def test_the_report_has_every_figure_as_png_and_svg_and_works_offline(nash_folde
 
 
 @pytest.mark.slow
-def test_the_page_names_every_trial_and_where_each_field_came_from(nash_folder, tmp_path: Path) -> None:
-    folder, trials, names = nash_folder
-    page = write_report(folder, tmp_path / "report").read_text()
+def test_the_page_names_every_trial_and_where_each_field_came_from(nash_folder_report, tmp_path: Path) -> None:
+    folder, trials, names, index = nash_folder_report
+    page = index.read_text()
     assert _count(r'<tr id="trial-\d+"', page) == len(trials)
     for trial in trials:
         assert trial.trial_id in page and trial.result["candidate"] in page
@@ -148,11 +158,10 @@ def test_one_point_per_trained_network_and_one_tree_node_per_trial_with_an_archi
     assert len(tree_of(load_experiment(tmp_path / "points01")).nodes) == len(with_architecture)
 
 
-def test_the_winner_s_path_runs_from_the_seed_to_the_winner(nash_folder, tmp_path: Path) -> None:
-    folder, _, names = nash_folder
+def test_the_winner_s_path_runs_from_the_seed_to_the_winner(nash_folder_report) -> None:
+    folder, _, names, index = nash_folder_report
     path = [names["seed"], names["c1"], names["c4"]]  # c4: the final training's parent
     assert winner_path(load_experiment(folder)) == path
-    index = write_report(folder, tmp_path / "report")
     tree = (index.parent / "lineage-tree.svg").read_text()
     assert _count(r'id="tree-path-\d+"', tree) == len(path)
     page = index.read_text()
@@ -162,9 +171,8 @@ def test_the_winner_s_path_runs_from_the_seed_to_the_winner(nash_folder, tmp_pat
     assert 'class="trial winner"' in page
 
 
-def test_the_winner_s_architecture_is_drawn_box_by_box(nash_folder, tmp_path: Path) -> None:
-    folder, trials, names = nash_folder
-    index = write_report(folder, tmp_path / "report")
+def test_the_winner_s_architecture_is_drawn_box_by_box(nash_folder_report) -> None:
+    folder, trials, names, index = nash_folder_report
     svg = (index.parent / "winner-architecture.svg").read_text()
     winner = next(t for t in trials if t.result["candidate"] == names["c4"])
     nodes = winner.job["architecture"]["nodes"]
