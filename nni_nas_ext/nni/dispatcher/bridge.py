@@ -407,7 +407,7 @@ class StrategyBridge(CommandLoop, MsgDispatcherBase):
             if self._sent_parameter_ids <= listed:
                 count = len(trials)
                 break
-            time.sleep(1)
+            time.sleep(0.25)  # a model sent is listed within a poll of the manager's: seconds at most
         if count < 0:
             _log.warning("Not all submitted models reached NNI's trial list; the budget is left open")
             return
