@@ -18,15 +18,23 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from _report_helpers import FakeTrial, failed_result, nash_config, nash_search, write_experiment_folder
+from _report_helpers import (
+    FakeTrial,
+    candidate_result,
+    failed_result,
+    nash_config,
+    nash_search,
+    write_experiment_folder,
+)
 
 from nni_nas_ext import cli
 from nni_nas_ext.core import FnaJob
 from nni_nas_ext.nni.dispatcher.state import STATE_FILE_NAME
 from nni_nas_ext.report import FIGURE_NAMES, run_report, write_report
 from nni_nas_ext.report.experiment import STATE_FILE, ReportError, load_experiment, locate_experiment
-from nni_nas_ext.report.graphs import tree_of, winner_path
+from nni_nas_ext.report.graphs import lineage_figure, tree_of, winner_path
 from nni_nas_ext.results import SearchResults
 
 try:
@@ -180,6 +188,31 @@ def test_the_winner_s_architecture_is_drawn_box_by_box(nash_folder_report) -> No
     assert 1 <= _count(r'id="arch-node-\d+"', svg) <= len(nodes) + 1
     assert _count(r'id="arch-node-\d+"', svg) >= sum(1 for n in nodes if n["op"] not in folded)
     assert "conv1" in svg  # text stays text (svg.fonttype none)
+
+
+def test_the_edge_labels_of_a_wide_step_do_not_overlap(tmp_path: Path) -> None:
+    # a NASH step of 8 children of 3 morphisms each, as `make demo` draws them: labels at the edges' middles,
+    # comma-joined, ran into each other
+    from nni_nas_ext.core import Candidate, candidate_id, create_morphism, random_chain
+    from nni_nas_ext.search_spaces import nash_seed
+
+    seed_arch = nash_seed(input_shape=(1, 8, 8), num_classes=10, widths=(4, 8, 8))
+    rng = np.random.default_rng(3)
+    morphisms = [create_morphism(name) for name in ("deepen", "widen", "add_skip", "concat_skip")]
+    seed = Candidate(candidate_id(seed_arch, 0), seed_arch, None, 2, "train", False, "seed", 0)
+    candidates = [seed] + [Candidate(candidate_id(child, n), child, seed.id, 2, "train", False, "child", 1)
+                           for n, child in enumerate((random_chain(seed_arch, morphisms, 3, rng).child
+                                                      for _ in range(8)), start=1)]
+    trials = [FakeTrial(f"T{n:04d}", c.to_dict(), candidate_result(c, 0.8 + n / 100))
+              for n, c in enumerate(candidates)]
+    tree = tree_of(load_experiment(write_experiment_folder(tmp_path, "wide0001", trials, config=nash_config())))
+    fig = lineage_figure(tree)
+    fig.draw_without_rendering()
+    labels = [t for t in fig.axes[0].texts if str(t.get_gid()).startswith("tree-label-")]
+    assert len(labels) == 8 and all(t.get_text().count("\n") == 2 for t in labels)  # a morphism a line
+    boxes = [t.get_window_extent() for t in labels]
+    overlapping = [(a, b) for a in range(8) for b in range(a + 1, 8) if boxes[a].overlaps(boxes[b])]
+    assert overlapping == [], [(labels[a].get_text(), labels[b].get_text()) for a, b in overlapping]
 
 
 def test_a_latency_is_plotted_when_the_trials_measured_it(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@
 * :func:`architecture_graph` -- the winner's graph, a node's trailing BatchNorm/ReLU/dropout folded into its box,
   layered by longest path from the input (networkx's topological generations).
 
-Stable SVG ids: ``tree-node-<n>``, ``tree-edge-<n>``, ``tree-path-<k>`` (k-th network of the winner's path,
-0: the root), ``arch-node-<n>``, ``arch-edge-<n>``. Text from the experiment is drawn with ``parse_math=False``.
+Stable SVG ids: ``tree-node-<n>``, ``tree-edge-<n>`` (its label: ``tree-label-<n>``), ``tree-path-<k>`` (k-th
+network of the winner's path, 0: the root), ``arch-node-<n>``, ``arch-edge-<n>``. Text from the experiment is drawn
+with ``parse_math=False``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from nni_nas_ext.core.architecture import INPUT, Architecture
 from .experiment import Experiment, Trial
 from .figures import Chart, save_figure
 
-__all__ = ["LineageTree", "architecture_graph", "lineage_tree", "tree_of", "winner", "winner_path"]
+__all__ = ["LineageTree", "architecture_graph", "lineage_figure", "lineage_tree", "tree_of", "winner", "winner_path"]
 
 _FOLDED = frozenset({"bn", "relu", "dropout", "identity"})
 _MAX_LABEL = 28
@@ -124,11 +125,20 @@ def _tidy_layout(tree: LineageTree) -> dict[str, tuple[float, float]]:
     return pos
 
 
+#: where an edge's label sits, from the parent (0) to the child (1): siblings' edges fan out from their parent, so
+#: their labels are drawn nearer the children, where the edges are furthest apart
+_LABEL_AT = 0.7
+#: morphisms named on an edge, one a line; a longer chain shows the first ones and how many more
+_LABEL_LINES = 4
+
+
 def _edge_label(child: Trial) -> str:
     names = [m.split("(", 1)[0] for m in child.morphisms]
     if names:
-        return _short(", ".join(names), 40)
-    return "final (train+val)" if child.final_training else "trains on"
+        shown = names if len(names) <= _LABEL_LINES else [*names[:_LABEL_LINES - 1],
+                                                          f"+{len(names) - _LABEL_LINES + 1} more"]
+        return "\n".join(_short(name, 16) for name in shown)
+    return "final\n(train+val)" if child.final_training else "trains on"
 
 
 def lineage_tree(experiment: Experiment, out: Path) -> Optional[Chart]:
@@ -136,6 +146,19 @@ def lineage_tree(experiment: Experiment, out: Path) -> Optional[Chart]:
     tree = tree_of(experiment)
     if not tree.nodes:
         return None
+    save_figure(lineage_figure(tree), out, "lineage-tree")
+    failed = sum(1 for t in tree.nodes if t.failed)
+    return Chart("lineage-tree", "Lineage tree",
+                 f"{len(tree.nodes)} networks: every candidate whose job (the trial's parameter, 'job.architecture') "
+                 f"carried an architecture, under its 'parent'; an edge names the morphisms the child applied (the "
+                 f"result's 'morphisms', else the architecture's lineage), one a line. Colour: validation accuracy "
+                 f"('default'); grey X: failed ({failed}). Ringed in red: the winner's path from the seed "
+                 f"({len(tree.path)} networks). Labels: the candidate's serial, its role and accuracy.",
+                 len(tree.nodes))
+
+
+def lineage_figure(tree: LineageTree) -> Figure:
+    """The lineage tree's figure (text ids: ``tree-label-<n>``, the label of edge ``n``)."""
     pos = _tidy_layout(tree)
     width = max(6.0, 1.15 * (max(x for x, _ in pos.values()) + 1))
     depth = max(-y for _, y in pos.values())
@@ -155,9 +178,9 @@ def lineage_tree(experiment: Experiment, out: Path) -> Optional[Chart]:
         highlighted = cid in on_path and parent in on_path
         ax.plot([x0, x1], [y0, y1], "-", color="crimson" if highlighted else "0.55", lw=2.6 if highlighted else 1.0,
                 zorder=1, gid=f"tree-edge-{edge}")
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, _edge_label(by_id[cid]), fontsize=6, ha="center", va="center",
-                parse_math=False, zorder=2, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
-                                                  "alpha": 0.85})
+        ax.text(x0 + _LABEL_AT * (x1 - x0), y0 + _LABEL_AT * (y1 - y0), _edge_label(by_id[cid]), fontsize=6,
+                ha="center", va="center", linespacing=1.1, parse_math=False, zorder=2, gid=f"tree-label-{edge}",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
         edge += 1
     for n, trial in enumerate(tree.nodes):
         x, y = pos[trial.candidate]  # type: ignore[index]
@@ -179,15 +202,7 @@ def lineage_tree(experiment: Experiment, out: Path) -> Optional[Chart]:
     ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
     ax.set_ylim(-depth - 0.75, 0.45)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="validation accuracy", shrink=0.8)
-    save_figure(fig, out, "lineage-tree")
-    failed = sum(1 for t in tree.nodes if t.failed)
-    return Chart("lineage-tree", "Lineage tree",
-                 f"{len(tree.nodes)} networks: every candidate whose job (the trial's parameter, 'job.architecture') "
-                 f"carried an architecture, under its 'parent'; an edge names the morphisms the child applied (the "
-                 f"result's 'morphisms', else the architecture's lineage). Colour: validation accuracy ('default'); "
-                 f"grey X: failed ({failed}). Ringed in red: the winner's path from the seed "
-                 f"({len(tree.path)} networks). Labels: the candidate's serial, its role and accuracy.",
-                 len(tree.nodes))
+    return fig
 
 
 def _groups(arch: Architecture) -> tuple[list[list[str]], dict[str, int]]:
