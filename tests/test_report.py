@@ -215,6 +215,33 @@ def test_the_edge_labels_of_a_wide_step_do_not_overlap(tmp_path: Path) -> None:
     assert overlapping == [], [(labels[a].get_text(), labels[b].get_text()) for a, b in overlapping]
 
 
+def test_no_point_or_star_is_hidden_behind_a_legend(nash_folder, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # the seed's final training tests at 0.78, last and lowest: a legend fixed at the lower right covered its star
+    from nni_nas_ext.report import figures
+
+    drawn = {}
+    save = figures.save_figure
+
+    def keep(fig, out, name, *args, **kwargs):
+        drawn[name] = fig
+        save(fig, out, name, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    folder, _, _ = nash_folder
+    write_report(folder, tmp_path / "report")
+    assert {"accuracy-time", "accuracy-params", "accuracy-macs"} <= set(drawn)
+    for name, fig in drawn.items():
+        legend = fig.axes[0].get_legend()
+        if legend is None:
+            continue
+        box = legend.get_window_extent()
+        for line in fig.axes[0].get_lines():
+            if re.search(r"-(point|test)-\d+$", str(line.get_gid())):
+                x, y = fig.axes[0].transData.transform((line.get_xdata()[0], line.get_ydata()[0]))
+                assert not box.contains(x, y), (name, line.get_gid())
+
+
 def test_a_latency_is_plotted_when_the_trials_measured_it(tmp_path: Path) -> None:
     trials, _ = nash_search(latency=True)
     index = write_report(write_experiment_folder(tmp_path, "latency1", trials, config=nash_config()),

@@ -111,7 +111,7 @@ def accuracy_against_time(experiment: Experiment, out: Path) -> Chart:
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     if trials or tested:
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)  # where it hides the fewest points
     else:
         ax.text(0.5, 0.5, "no trial reported a validation accuracy", ha="center", transform=ax.transAxes)
     save_figure(fig, out, "accuracy-time")
@@ -148,9 +148,13 @@ def accuracy_against_cost(experiment: Experiment, out: Path, cost: str, label: s
     ax = fig.add_subplot()
     costs = [value for _, value, _ in rows]
     accuracies = [float(t.accuracy or 0.0) for t, _, _ in rows]
+    labelled: set[str] = set()
     for i, (trial, value, _) in enumerate(rows):
+        kind = "the seed" if trial.role == "seed" else "a trained network"
         colour = "tab:orange" if trial.role == "seed" else "tab:blue"
-        ax.plot([value], [trial.accuracy], "o", ms=5, color=colour, alpha=0.75, gid=f"{prefix}-point-{i}")
+        ax.plot([value], [trial.accuracy], "o", ms=5, color=colour, alpha=0.75, gid=f"{prefix}-point-{i}",
+                **({} if kind in labelled else {"label": kind}))
+        labelled.add(kind)
     logarithmic = min(costs) > 0 and max(costs) / min(costs) > 5
     if logarithmic:
         ax.set_xscale("log")
@@ -159,7 +163,7 @@ def accuracy_against_cost(experiment: Experiment, out: Path, cost: str, label: s
     ax.set_xlabel(label)
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # where it hides the fewest points
     save_figure(fig, out, name)
     keys = sorted({key for _, _, key in rows})
     missing = len(validation_points(experiment)) - len(rows)
