@@ -42,7 +42,11 @@ Deviations from the paper and choices it leaves open (marked **[dev]**):
   own weights: with ``epochs_final = 0`` (the default) as they are; with ``epochs_final > 0`` after that many
   more epochs on train+val (role ``final``). The seed network is tested alike (role ``seed_final``) when it is
   not on the front, so that the summary shows the gain over the start as NASH's does. The paper reports the
-  front's test errors after retraining.
+  front's test errors after retraining. With a time budget each of them carries the time left when the phase
+  starts (less the scheduling latency) as its :attr:`~nni_nas_ext.core.jobs.Candidate.time_limit`, as NASH's
+  finals do: a final training that runs slower than estimated stops at the deadline and is still tested. A final
+  that waits for a trial slot (more of them than slots) counts that limit from its own start: NNI's
+  ``maxExperimentDuration`` may end it first.
 * ``inherit_weights = false`` is the ablation of Lamarckism: the same draws, every child trained from a
   fresh initialisation (the final phase still evaluates each network's own weights).
 
@@ -71,7 +75,7 @@ from .lemonade_selection import (
     CHEAP_OBJECTIVES, NOMINAL_MS_PER_MAC, Objectives, cheap_values, inverse_density_choice, measured_latency,
 )
 from .base import Budget
-from .trial_costs import TRAIN_VAL_FACTOR, TrialCosts
+from .trial_costs import TRAIN_VAL_FACTOR, TrialCosts, final_time_limit
 
 __all__ = ["LemonadeConfig", "LemonadeSearch", "lemonade_operators"]
 
@@ -361,7 +365,7 @@ class LemonadeSearch(CandidateLedger):
             self._outstanding.append(candidate.id)
             slots -= 1
         if self._stop_reason is not None and not self._outstanding:
-            self._start_final()
+            self._start_final(budget)
 
     def _next_child(self, budget: Budget | None) -> Candidate | None:
         """One generation of one child (see the module docstring), or None with :attr:`_stop_reason` set."""
@@ -440,19 +444,20 @@ class LemonadeSearch(CandidateLedger):
             picks.discard(min(rest, key=lambda cid: abs(ordered.index(cid) - ordered.index(best))))
         return [cid for cid in front if cid in picks]
 
-    def _start_final(self) -> None:
+    def _start_final(self, budget: Budget | None = None) -> None:
         members = self._final_members()
         if not members:
             self._failure_reason = "no network was trained successfully: there is no front to test"
             self._phase = PHASE_FAILED
             return
         epochs = self.config.epochs_final
+        limit = final_time_limit(None if budget is None else budget.seconds_left)
         tested = [(cid, "final") for cid in members]
         if self._seed_id in self._results and self._seed_id not in members:
             tested.append((self._seed_id, "seed_final"))  # the start, measured alike (as NASH's final phase does)
         for cid, role in tested:
             arch = self._candidates[cid].architecture.with_lineage(None)
-            final = self._propose(arch, parent=cid, epochs=epochs, role=role,
+            final = self._propose(arch, parent=cid, epochs=epochs, role=role, time_limit=limit,
                                   train_on="train+val" if epochs > 0 else "train", evaluate_test=True)
             self._outstanding.append(final.id)
         self._phase = PHASE_FINAL

@@ -71,7 +71,7 @@ from nni_nas_ext.core.jobs import Candidate
 from ._bookkeeping import PHASE_DONE, PHASE_FAILED, PHASE_FINAL, PHASE_SEED, CandidateLedger, accuracy_of
 from .base import Budget
 from .nash import NashConfig, draw_children, nash_morphisms
-from .trial_costs import LATENCY, TRAIN_VAL_FACTOR, TrialCosts
+from .trial_costs import TRAIN_VAL_FACTOR, TrialCosts, final_time_limit
 
 __all__ = ["AsyncHillClimbing", "AsyncNashConfig", "Budget"]
 
@@ -436,12 +436,8 @@ class AsyncHillClimbing(CandidateLedger):
 
     @staticmethod
     def _time_limit(budget: Budget | None) -> float | None:
-        """A final training's :attr:`~nni_nas_ext.core.jobs.Candidate.time_limit`: the time left less the
-        scheduling latency (its trial starts that much later, and NNI notes its end that much later), at least
-        a second; None without a time budget."""
-        if budget is None or budget.seconds_left is None:
-            return None
-        return round(max(1.0, budget.seconds_left - LATENCY), 3)
+        """A final training's time limit (:func:`.trial_costs.final_time_limit`)."""
+        return final_time_limit(None if budget is None else budget.seconds_left)
 
     def _final_epochs(self, arch: Architecture, budget: Budget | None, fill: int = _FINAL_FILL_MAX) -> int:
         """Epochs of a final training of ``arch``: ``epochs_final`` without a time budget, else as many as fit

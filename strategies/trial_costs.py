@@ -18,7 +18,7 @@ from typing import Any
 from nni_nas_ext.core.architecture import Architecture
 from nni_nas_ext.core.jobs import Candidate
 
-__all__ = ["LATENCY", "SAFETY", "SAFETY_MEASURED", "TRAIN_VAL_FACTOR", "TrialCosts"]
+__all__ = ["LATENCY", "SAFETY", "SAFETY_MEASURED", "TRAIN_VAL_FACTOR", "TrialCosts", "final_time_limit"]
 
 #: train+val is larger than train: with the usual 20 % validation split, 1 / 0.8 = 1.25 times the data
 TRAIN_VAL_FACTOR = 1.25
@@ -29,6 +29,15 @@ SAFETY_MEASURED = 1.08
 #: seconds between a proposal and its trial's start, and by which NNI's ``execDuration`` may lag (NNI updates it
 #: on a timer; the trial is scheduled on a poll): added to every estimate
 LATENCY = 5.0
+
+
+def final_time_limit(seconds_left: float | None) -> float | None:
+    """A final training's :attr:`~nni_nas_ext.core.jobs.Candidate.time_limit`, proposed with ``seconds_left`` of
+    the time budget: the time left less the scheduling latency (its trial starts that much later, and NNI notes its
+    end that much later), at least a second; None without a time budget."""
+    if seconds_left is None:
+        return None
+    return round(max(1.0, seconds_left - LATENCY), 3)
 
 
 class TrialCosts:

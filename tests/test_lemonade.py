@@ -16,7 +16,7 @@ from nni_nas_ext.core.config import ConfigError
 from nni_nas_ext.core.jobs import Candidate
 from nni_nas_ext.core.pareto import pareto_front
 from nni_nas_ext.search_spaces import nash_seed
-from nni_nas_ext.strategies import Budget, LemonadeSearch
+from nni_nas_ext.strategies import Budget, LemonadeSearch, trial_costs
 from nni_nas_ext.strategies.lemonade_selection import Objectives, inverse_density_choice
 
 SEED_ARCH = nash_seed((1, 8, 8), 10, (8, 16, 16))
@@ -182,6 +182,22 @@ def test_no_child_is_started_that_cannot_finish_in_the_time_left() -> None:
     tell_all(strategy, running)
     finals = strategy.ask(Budget(free_slots=1, seconds_left=5.0))
     assert finals and {c.role for c in finals} <= {"final", "seed_final"}
+
+
+@pytest.mark.parametrize("epochs_final", [0, 2])
+def test_the_final_trainings_carry_the_time_left_as_their_limit(epochs_final: int) -> None:
+    # as NASH's finals do (tests/test_nash_async.py): a final slower than estimated stops at the deadline
+    strategy, seconds_left, finals = lemonade(epochs_final=epochs_final, max_children=3), 900.0, []
+    while not strategy.finished:
+        asked = strategy.ask(Budget(free_slots=1, seconds_left=seconds_left))
+        finals += [c for c in asked if c.role in ("final", "seed_final")]
+        tell_all(strategy, asked)
+        seconds_left -= 30.0
+    assert finals and len({c.time_limit for c in finals}) == 1  # proposed together, with the same time left
+    assert finals[0].time_limit == pytest.approx(seconds_left + 30.0 - trial_costs.LATENCY)
+    assert all(c.time_limit is None for c in strategy.candidates if c.role not in ("final", "seed_final"))
+    assert all(c.time_limit is None for c in run(lemonade(epochs_final=epochs_final, max_children=3))
+               if c.role in ("final", "seed_final"))  # no time budget, no limit
 
 
 def test_the_last_trials_are_kept_for_the_final_phase() -> None:
