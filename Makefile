@@ -28,7 +28,7 @@ PYTEST_ARGS ?=
 # Our commands let Python write its bytecode caches (__pycache__/, git-ignored; `make clean` removes them) even where
 # the environment sets PYTHONDONTWRITEBYTECODE: without them every pytest worker rewrites the assertions of every
 # test module again and every process compiles the project again (issue 13: `make test-fast` took 92 CPU-seconds
-# without them, 69-73 with them). KEEP_BYTECODE_ENV=1 keeps the environment's setting.
+# without them, 69-79 with them). KEEP_BYTECODE_ENV=1 keeps the environment's setting.
 ifeq ($(KEEP_BYTECODE_ENV),)
 unexport PYTHONDONTWRITEBYTECODE
 endif

@@ -451,7 +451,7 @@ class LemonadeSearch(CandidateLedger):
             self._phase = PHASE_FAILED
             return
         epochs = self.config.epochs_final
-        limit = final_time_limit(None if budget is None else budget.seconds_left)
+        limit = final_time_limit(budget)
         tested = [(cid, "final") for cid in members]
         if self._seed_id in self._results and self._seed_id not in members:
             tested.append((self._seed_id, "seed_final"))  # the start, measured alike (as NASH's final phase does)

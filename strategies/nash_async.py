@@ -398,14 +398,14 @@ class AsyncHillClimbing(CandidateLedger):
     def _start_seed_final(self, budget: Budget | None) -> None:
         seed = self._candidates[self._seed_id]
         epochs = self._final_epochs(seed.architecture, budget, fill=_SEED_FINAL_FILL_MAX)
-        self._outstanding.append(self._propose_seed_final(epochs, self._time_limit(budget)).id)
+        self._outstanding.append(self._propose_seed_final(epochs, final_time_limit(budget)).id)
 
     def _start_final(self, budget: Budget | None) -> None:
         """The winner's final training (and the seed's, if it has not started yet)."""
         assert self._incumbent is not None
         winner = self._candidates[self._incumbent]
         epochs = self._final_epochs(winner.architecture, budget)
-        self._outstanding.append(self._propose_final(winner.id, epochs, self._time_limit(budget)).id)
+        self._outstanding.append(self._propose_final(winner.id, epochs, final_time_limit(budget)).id)
         if self.config.final_seed and self._seed_final() is None:
             self._start_seed_final(budget)
         self._phase = PHASE_FINAL
@@ -433,11 +433,6 @@ class AsyncHillClimbing(CandidateLedger):
         seed = self.seed_architecture if self.config.final_seed and self._seed_final() is None else None
         return self._costs().final_reserve(candidate, self._incumbent, seed,  # type: ignore[arg-type]
                                            self.config.epochs_final)
-
-    @staticmethod
-    def _time_limit(budget: Budget | None) -> float | None:
-        """A final training's time limit (:func:`.trial_costs.final_time_limit`)."""
-        return final_time_limit(None if budget is None else budget.seconds_left)
 
     def _final_epochs(self, arch: Architecture, budget: Budget | None, fill: int = _FINAL_FILL_MAX) -> int:
         """Epochs of a final training of ``arch``: ``epochs_final`` without a time budget, else as many as fit

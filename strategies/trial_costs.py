@@ -18,6 +18,8 @@ from typing import Any
 from nni_nas_ext.core.architecture import Architecture
 from nni_nas_ext.core.jobs import Candidate
 
+from .base import Budget
+
 __all__ = ["LATENCY", "SAFETY", "SAFETY_MEASURED", "TRAIN_VAL_FACTOR", "TrialCosts", "final_time_limit"]
 
 #: train+val is larger than train: with the usual 20 % validation split, 1 / 0.8 = 1.25 times the data
@@ -31,13 +33,13 @@ SAFETY_MEASURED = 1.08
 LATENCY = 5.0
 
 
-def final_time_limit(seconds_left: float | None) -> float | None:
-    """A final training's :attr:`~nni_nas_ext.core.jobs.Candidate.time_limit`, proposed with ``seconds_left`` of
-    the time budget: the time left less the scheduling latency (its trial starts that much later, and NNI notes its
-    end that much later), at least a second; None without a time budget."""
-    if seconds_left is None:
+def final_time_limit(budget: Budget | None) -> float | None:
+    """A final training's :attr:`~nni_nas_ext.core.jobs.Candidate.time_limit`, proposed with ``budget``: the time
+    left less the scheduling latency (its trial starts that much later, and NNI notes its end that much later), at
+    least a second; None without a time budget."""
+    if budget is None or budget.seconds_left is None:
         return None
-    return round(max(1.0, seconds_left - LATENCY), 3)
+    return round(max(1.0, budget.seconds_left - LATENCY), 3)
 
 
 class TrialCosts:

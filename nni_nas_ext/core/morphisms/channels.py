@@ -122,9 +122,7 @@ def plan_channels(arch: Architecture, start: str, start_map: np.ndarray, *, gath
         reached.discard(nid)
         node = arch.node(nid)
         ins = [plan.maps.get(i) for i in node.inputs]
-        if all(m is None for m in ins):
-            continue
-        first = cast(np.ndarray, ins[0])  # a one-input op's input is mapped here (else: continue above)
+        first = cast(np.ndarray, ins[0])  # a node reached reads a mapped node: a one-input op's input is mapped
         op = node.op
         if op in _CHANNELWISE:
             plan.maps[nid] = first
